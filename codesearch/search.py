@@ -1,0 +1,160 @@
+"""Searcher: Query -> candidates from the vector and lexical sides -> filters -> fused Hit list."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import Settings, load_settings
+from .embed import Embedder, TransformerEmbedder, file_sha256, read_model_info
+from .errors import IndexStale, ModelError, UsageError
+from .index import Filters, IndexReader, find_index_dir
+from .query import Query, normalize_kind, normalize_language, parse
+from .types import Hit
+
+log = logging.getLogger(__name__)
+
+
+def find_repo(start: Path, settings: Settings | None = None) -> Path | None:
+    """The nearest directory at or above ``start`` that holds an index (``.codesearch/``)."""
+    start = start.resolve()
+    for cand in (start, *start.parents):
+        if (cand / ".codesearch").is_dir():
+            return cand
+    return None
+
+
+def rrf(ranked_lists: Sequence[Sequence[int]], k: int) -> dict[int, float]:
+    """Reciprocal-rank fusion: sum over lists of 1 / (k + rank), rank 1-based."""
+    scores: dict[int, float] = {}
+    for ranked in ranked_lists:
+        for rank, uid in enumerate(ranked, 1):
+            scores[uid] = scores.get(uid, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+class Searcher:
+    """Answers queries against one index; safe to reuse across queries (the daemon keeps one warm).
+
+    Args:
+        reader: The open index.
+        settings: Settings (k, mode, oversample, fusion constants, model override).
+        embedder: Query encoder; None loads the index's model on first semantic query.
+    """
+
+    def __init__(self, reader: IndexReader, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.reader = reader
+        self.settings = settings
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        if embedder is not None and embedder.info.key != reader.meta.get("model_key"):
+            raise IndexStale(f"index was built with model {reader.meta.get('model_key')}, "
+                             f"but the query encoder is {embedder.info.key}; run `codesearch index` to rebuild")
+
+    @classmethod
+    def open(cls, repo: Path | str, settings: Settings | None = None, embedder: Embedder | None = None) -> Searcher:
+        """Open the index of ``repo`` (settings default to the repository's)."""
+        repo = Path(repo).expanduser().resolve()
+        settings = settings or load_settings(repo)
+        return cls(IndexReader(find_index_dir(repo, settings.index_dir)), settings, embedder)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The query encoder: the index's own model unless settings name another (which must match)."""
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = self._load_embedder()
+            return self._embedder
+
+    def _load_embedder(self) -> Embedder:
+        meta = self.reader.meta
+        wanted = self.settings.model
+        path = wanted or meta.get("model_path")
+        try:
+            if path is None or not Path(path).is_dir():
+                info = read_model_info(wanted, self.settings.max_length)
+            else:
+                weights = Path(path) / "model.safetensors"
+                if not wanted and weights.is_file() and file_sha256(weights) == meta.get("model_sha256"):
+                    info = None
+                else:
+                    info = read_model_info(path, self.settings.max_length)
+        except ModelError as exc:
+            raise IndexStale(f"the index's model is not available ({exc}); run `codesearch index` to rebuild") \
+                from None
+        if info is not None and info.key != meta.get("model_key"):
+            raise IndexStale(f"index was built with model {meta.get('model_key')}, but the configured model is "
+                             f"{info.key}; run `codesearch index` to rebuild")
+        model_dir = info.path if info is not None else path
+        return TransformerEmbedder(model_dir, max_length=int(meta.get("max_length", "256")), batch_size=16,
+                                   threads=self.settings.threads or 1)
+
+    def search(self, query: str | Query, k: int | None = None, mode: str | None = None,
+               languages: Sequence[str] = (), paths: Sequence[str] = (), kinds: Sequence[str] = ()) -> list[Hit]:
+        """Rank units for a query.
+
+        Args:
+            query: Query text (parsed for ``lang:``/``path:``/``kind:``/quotes) or a Query.
+            k: Number of results (default: settings.k).
+            mode: "hybrid", "semantic" or "lexical" (default: settings.mode).
+            languages: Extra language filters (as ``lang:``).
+            paths: Extra path filters (as ``path:``).
+            kinds: Extra kind filters (as ``kind:``).
+
+        Returns:
+            Up to k hits, best first. Filters apply before ranking, so k hits come back whenever k
+            units pass the filters (and, for lexical-only ranking, match the query).
+        """
+        q = parse(query) if isinstance(query, str) else query
+        k = k or self.settings.k
+        mode = mode or self.settings.mode
+        if mode not in ("hybrid", "semantic", "lexical"):
+            raise UsageError(f"unknown mode {mode!r} (choose from hybrid, semantic, lexical)")
+        filters = Filters(
+            languages=tuple(dict.fromkeys([*q.languages, *(normalize_language(x) for x in languages)])),
+            kinds=tuple(dict.fromkeys([*q.kinds, *(normalize_kind(x) for x in kinds)])),
+            paths=tuple(dict.fromkeys([*q.paths, *paths])),
+        )
+        text = q.ranking_text
+        if not text:
+            raise UsageError("empty query")
+        need_vectors = mode != "lexical"
+        qvec = self.embedder.encode([text], kind="query")[0] if need_vectors else None
+        depth = k * self.settings.oversample
+        with self.reader.snapshot():
+            allowed = self.reader.allowed_ids(filters)
+            must = q.phrases
+            if must:
+                # Quoted phrases are a lexical must-match: restrict every side to units containing them.
+                matching = self.reader.lexical_search(" ".join(must), 1 << 30, allowed, must=must)
+                import numpy as np
+
+                allowed = np.asarray([uid for uid, _ in matching], dtype=np.int64)
+            sem = self.reader.vector_search(qvec, depth if mode == "hybrid" else k, allowed) if need_vectors else []
+            lex = self.reader.lexical_search(text, depth if mode == "hybrid" else k, allowed) \
+                if mode != "semantic" else []
+            sem_rank = {uid: (r, s) for r, (uid, s) in enumerate(sem, 1)}
+            lex_rank = {uid: (r, s) for r, (uid, s) in enumerate(lex, 1)}
+            if mode == "semantic":
+                scored = [(uid, s) for uid, s in sem]
+            elif mode == "lexical":
+                scored = [(uid, s) for uid, s in lex]
+            else:
+                fused = rrf([[u for u, _ in sem], [u for u, _ in lex]], self.settings.rrf_k)
+                scored = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+            scored = scored[:k]
+            symbols = self.reader.symbols([uid for uid, _ in scored])
+        hits = []
+        for uid, score in scored:
+            if uid not in symbols:
+                continue
+            sr, ss = sem_rank.get(uid, (None, None))
+            lr, ls = lex_rank.get(uid, (None, None))
+            hits.append(Hit(symbols[uid], float(score), sr, ss, lr, ls))
+        return hits
+
+    def close(self) -> None:
+        """Close the index."""
+        self.reader.close()
