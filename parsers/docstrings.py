@@ -1,0 +1,196 @@
+"""Doc comment and docstring cleaners, one per doc style, and :func:`summary`.
+
+The rules follow CodeSearchNet's function parsers: Python docstrings are the first string statement of
+a body; Java/PHP docs are one ``/** */`` block; JavaScript, Go and Ruby docs are runs of full-line
+comments. Each cleaner takes the raw source text and returns plain text without comment markers,
+dedented, with leading and trailing blank lines removed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import textwrap
+from collections.abc import Iterable
+
+__all__ = [
+    "clean_hash_comment",
+    "clean_js_comments",
+    "clean_line_comment",
+    "clean_py_string",
+    "clean_slash_star",
+    "is_magic_comment",
+    "summary",
+]
+
+# One Python string literal: optional prefix, opening quotes, body (escapes skipped), same closing quotes.
+_PY_STRING = re.compile(
+    r"""(?P<prefix>[A-Za-z]{0,2})(?P<q>'''|\"\"\"|'|")(?P<body>(?:\\.|(?!(?P=q)).)*)(?P=q)""",
+    re.DOTALL,
+)
+# A leading `*` of a block comment line, with the one space after it.
+_STAR_PREFIX = re.compile(r"^[ \t]*\*(?!/) ?")
+# Go directives (`//go:generate`, `//nolint:errcheck`): not documentation, per go/doc.
+_GO_DIRECTIVE = re.compile(r"^//(?:[a-z0-9]+:[a-z0-9]|line |export |extern )")
+# Ruby magic comments and shebangs: `# frozen_string_literal: true`, `# -*- coding: utf-8 -*-`, `#!...`.
+_RUBY_MAGIC = re.compile(
+    r"^#(?:!|\s*-\*-.*-\*-\s*$|\s*(?:frozen_string_literal|encoding|coding|warn_indent|"
+    r"shareable_constant_value|typed)\s*:)",
+    re.IGNORECASE,
+)
+_TAG_LINE = re.compile(r"^@\w")
+
+
+def is_magic_comment(comment: str) -> bool:
+    """Whether a Ruby comment is a magic comment or shebang rather than documentation.
+
+    Args:
+        comment: The comment's source text (``# frozen_string_literal: true``).
+
+    Returns:
+        True for magic comments (``frozen_string_literal``, ``encoding``, ``-*- ... -*-``) and ``#!`` lines.
+    """
+    return _RUBY_MAGIC.match(comment.strip()) is not None
+
+
+def _newlines(text: str) -> str:
+    """Normalise CRLF and CR line ends to LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def _tidy(lines: Iterable[str]) -> str:
+    """Right-strip each line, dedent, and drop leading and trailing blank lines."""
+    text = textwrap.dedent("\n".join(line.rstrip() for line in lines))
+    return text.strip("\n")
+
+
+def clean_py_string(literal: str) -> str:
+    """Clean a Python docstring literal.
+
+    Args:
+        literal: Source text of the string expression: one literal (``r\"\"\"...\"\"\"``, ``u'...'``)
+            or several implicitly concatenated ones.
+
+    Returns:
+        The text between the quotes (prefixes and quotes removed, escapes left as written), dedented
+        with :func:`inspect.cleandoc`.
+    """
+    parts = [m.group("body") for m in _PY_STRING.finditer(_newlines(literal))]
+    if not parts:
+        return ""
+    return inspect.cleandoc("".join(parts).expandtabs())
+
+
+def clean_slash_star(comment: str) -> str:
+    """Clean one ``/* ... */`` or ``/** ... */`` block comment (Javadoc, PHPDoc, JSDoc).
+
+    Args:
+        comment: The comment's source text, markers included.
+
+    Returns:
+        The text without ``/**``, ``*/`` and the leading ``*`` of each line.
+    """
+    body = _newlines(comment)
+    if body.startswith("/**"):
+        body = body[3:]
+    elif body.startswith("/*"):
+        body = body[2:]
+    if body.endswith("*/"):
+        body = body[:-2]
+    lines = body.expandtabs().split("\n")
+    # The first line shares its line with `/**`: its indentation means nothing.
+    first = lines[0].strip().strip("*").strip()
+    rest: list[str] = []
+    for line in lines[1:]:
+        text = _STAR_PREFIX.sub("", line, count=1)
+        rest.append("" if not text.strip().strip("*") else text.rstrip())
+    return _tidy([first, textwrap.dedent("\n".join(rest))])
+
+
+def clean_line_comment(comments: Iterable[str]) -> str:
+    """Clean a run of ``//`` line comments (Go, JavaScript).
+
+    Args:
+        comments: The source text of each comment, top to bottom.
+
+    Returns:
+        The text without the ``//`` markers and the one space after them; Go directives
+        (``//go:generate``) are dropped.
+    """
+    out: list[str] = []
+    for comment in comments:
+        text = _newlines(comment).strip()
+        if _GO_DIRECTIVE.match(text):
+            continue
+        text = text.lstrip("/")
+        out.append(text[1:] if text.startswith(" ") else text)
+    return _tidy(line.expandtabs() for line in out)
+
+
+def clean_hash_comment(comments: Iterable[str]) -> str:
+    """Clean a run of ``#`` line comments (Ruby).
+
+    Args:
+        comments: The source text of each comment, top to bottom.
+
+    Returns:
+        The text without the ``#`` markers and the one space after them; magic comments
+        (``# frozen_string_literal: true``) and shebangs are dropped.
+    """
+    out: list[str] = []
+    for comment in comments:
+        text = _newlines(comment).strip()
+        if _RUBY_MAGIC.match(text):
+            continue
+        text = text.lstrip("#")
+        out.append(text[1:] if text.startswith(" ") else text)
+    return _tidy(line.expandtabs() for line in out)
+
+
+def clean_js_comments(comments: Iterable[str]) -> str:
+    """Clean a run of JavaScript comments, mixing ``//``, ``/* */`` and ``/** */`` (JSDoc).
+
+    Args:
+        comments: The source text of each comment, top to bottom.
+
+    Returns:
+        Each comment cleaned by its own style (consecutive ``//`` lines together), joined by newlines.
+    """
+    blocks: list[str] = []
+    pending: list[str] = []
+    for comment in comments:
+        if comment.startswith("//"):
+            pending.append(comment)
+            continue
+        if pending:
+            blocks.append(clean_line_comment(pending))
+            pending = []
+        blocks.append(clean_slash_star(comment))
+    if pending:
+        blocks.append(clean_line_comment(pending))
+    return "\n".join(block for block in blocks if block)
+
+
+def summary(doc: str) -> str:
+    """Return the summary of a cleaned docstring.
+
+    The summary is the text up to the first blank line or the first line starting with an
+    ``@tag`` (``@param``, ``@return``), joined into one line with whitespace collapsed.
+
+    Args:
+        doc: A cleaned docstring (the output of one of the cleaners).
+
+    Returns:
+        The summary; ``""`` when the docstring is empty or starts with a tag.
+    """
+    kept: list[str] = []
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            if kept:
+                break
+            continue
+        if _TAG_LINE.match(stripped):
+            break
+        kept.append(stripped)
+    return " ".join(" ".join(kept).split())
