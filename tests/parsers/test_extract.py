@@ -103,7 +103,7 @@ def test_path_is_stored_as_given() -> None:
 # ------------------------------------------------------------------------------------------------ goldens
 
 
-@pytest.mark.parametrize("lang", ["python"])  # TODO: ALL_LANGS once every fixture dir exists
+@pytest.mark.parametrize("lang", ALL_LANGS)
 def test_fixture_dir_exists(lang: str) -> None:
     assert (LANGS_DIR / lang / "expected.json").is_file()
     assert _fixture_files(lang)
