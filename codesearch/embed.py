@@ -310,7 +310,7 @@ class HashEmbedder:
     """
 
     def __init__(self, dim: int = 64) -> None:
-        self.info = ModelInfo(model_id="hash-embedder", sha256="0" * 64, path="", dim=dim, max_length=256)
+        self.info = ModelInfo(model_id=f"hash-embedder-{dim}", sha256="0" * 64, path="", dim=dim, max_length=256)
         self.calls: list[str] = []
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:

@@ -1,0 +1,63 @@
+"""Shared fixtures: the real packaged encoder (loaded once), fakes, and small repositories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPOS = FIXTURES / "repos"
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    """The packaged all-MiniLM-L6-v2, loaded once per session (what users get)."""
+    from codesearch.embed import TransformerEmbedder
+
+    return TransformerEmbedder(max_length=256, batch_size=32)
+
+
+@pytest.fixture
+def hash_embedder():
+    """A fast deterministic fake for index-logic tests (never for quality)."""
+    from codesearch.embed import HashEmbedder
+
+    return HashEmbedder(dim=32)
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
+    """Write {relative path: content} into a fresh directory and return it."""
+
+    def make(files: dict[str, str | bytes], name: str = "repo") -> Path:
+        root = tmp_path / name
+        root.mkdir(exist_ok=True)
+        for rel, content in files.items():
+            p = root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content, encoding="utf-8")
+        return root
+
+    return make
+
+
+@pytest.fixture
+def copy_fixture_repo(tmp_path: Path) -> Callable[[str], Path]:
+    """Copy tests/fixtures/repos/NAME into a temporary directory."""
+
+    def copy(name: str) -> Path:
+        dst = tmp_path / name
+        shutil.copytree(REPOS / name, dst)
+        return dst
+
+    return copy

@@ -1,0 +1,81 @@
+"""The encoder against two independent oracles: transformers' BertModel and sentence-transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codesearch.embed import HashEmbedder, mean_pool, read_model_info
+from codesearch.errors import ModelError
+
+TEXTS = [
+    "parse a cookie header",
+    "def retry(fn, attempts=5):\n    for i in range(attempts):\n        time.sleep(2 ** i)",
+    "x",
+    "public static String slugify(String title) { return title.toLowerCase().replace(' ', '-'); } " * 20,
+]
+
+
+def test_matches_sentence_transformers(real_embedder):
+    from sentence_transformers import SentenceTransformer
+
+    st_model = SentenceTransformer(real_embedder.info.path, device="cpu")
+    st_model.max_seq_length = 256
+    expected = st_model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    got = real_embedder.encode(TEXTS)
+    assert got.shape == (4, 384) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_matches_transformers_bertmodel(real_embedder):
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(real_embedder.info.path)
+    model = AutoModel.from_pretrained(real_embedder.info.path).eval()
+    batch = tok(TEXTS, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model(**batch).last_hidden_state
+    expected = torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).numpy()
+    np.testing.assert_allclose(real_embedder.encode(TEXTS), expected, atol=2e-5)
+
+
+def test_order_and_batching_do_not_change_vectors(real_embedder):
+    one_by_one = np.stack([real_embedder.encode([t])[0] for t in TEXTS])
+    reversed_batch = real_embedder.encode(TEXTS[::-1])[::-1]
+    np.testing.assert_allclose(one_by_one, reversed_batch, atol=2e-5)
+
+
+def test_truncation_to_max_length(real_embedder):
+    counts = real_embedder.token_counts(["word " * 1000])
+    assert counts == [256]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(0, 5))
+def test_mean_pool_ignores_padding(batch, seq, pad):
+    hidden = torch.randn(batch, seq, 8)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    padded = torch.cat([hidden, torch.randn(batch, pad, 8) * 100], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(batch, pad, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(mean_pool(padded, padded_mask), hidden.mean(dim=1))
+
+
+def test_hash_embedder_is_deterministic_and_records_calls():
+    e = HashEmbedder(dim=16)
+    a = e.encode(["parse cookie", "other"])
+    b = e.encode(["parse cookie"])
+    np.testing.assert_array_equal(a[0], b[0])
+    assert e.calls == ["parse cookie", "other", "parse cookie"]
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-6)
+
+
+def test_missing_model_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="model directory not found"):
+        read_model_info(str(tmp_path / "nope"), 256)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no config.json"):
+        read_model_info(str(tmp_path / "empty"), 256)

@@ -1,0 +1,230 @@
+"""Index logic with the fast fake encoder: incremental updates, rebuilds, bad input, locking."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from codesearch.config import Settings
+from codesearch.embed import HashEmbedder
+from codesearch.errors import IndexLocked
+from codesearch.index import DB_NAME, WriterLock
+from codesearch.indexer import index_repository
+from codesearch.search import Searcher
+from tests.indexutil import index_snapshot
+
+PY_A = '''
+def parse_cookie(header):
+    """Parse a Cookie header into a dict."""
+    return dict(p.split("=", 1) for p in header.split("; "))
+
+
+class Backoff:
+    def retry(self, fn, attempts=5):
+        """Call fn, sleeping exponentially longer between failures."""
+        for i in range(attempts):
+            try:
+                return fn()
+            except Exception:
+                time.sleep(2 ** i)
+'''
+GO_B = '''package util
+
+// Slugify turns a title into a URL slug.
+func Slugify(title string) string {
+	return strings.ToLower(strings.ReplaceAll(title, " ", "-"))
+}
+'''
+JS_C = '''
+/** Read a JSON config file. */
+function readConfig(path) {
+  return JSON.parse(fs.readFileSync(path, "utf8"));
+}
+'''
+
+
+def idx(root, emb, **kw):
+    return index_repository(root, Settings(), embedder=emb, **kw)
+
+
+def test_first_index_and_search(make_repo, hash_embedder):
+    root = make_repo({"a.py": PY_A, "pkg/b.go": GO_B, "web/c.js": JS_C, "README.md": "# hi"})
+    rep = idx(root, hash_embedder)
+    assert rep.files == 3 and rep.units == 5 and rep.embedded == 5
+    s = Searcher.open(root, Settings(), embedder=hash_embedder)
+    hits = s.search("parse cookie", k=3, mode="lexical")
+    assert hits[0].symbol.qualified_name == "parse_cookie"
+    assert hits[0].symbol.path == "a.py" and hits[0].symbol.start_line == 2
+    assert [h.symbol.name for h in s.search("slugify title", k=1, mode="semantic")] == ["Slugify"]
+    s.close()
+
+
+def test_noop_reindex_embeds_nothing(make_repo, hash_embedder):
+    root = make_repo({"a.py": PY_A, "pkg/b.go": GO_B})
+    idx(root, hash_embedder)
+    before = index_snapshot(root / ".codesearch")
+    hash_embedder.calls.clear()
+    rep = idx(root, hash_embedder)
+    assert rep.embedded == 0 and rep.files_changed == 0
+    os.utime(root / "a.py", None)  # touched, same content: no re-parse of units, no embedding
+    rep = idx(root, hash_embedder)
+    assert rep.embedded == 0 and rep.files_changed == 0
+    assert index_snapshot(root / ".codesearch") == before
+    assert hash_embedder.calls == []
+
+
+def test_edit_delete_rename_equals_rebuild(make_repo, tmp_path):
+    emb = HashEmbedder(dim=32)
+    root = make_repo({"a.py": PY_A, "pkg/b.go": GO_B, "web/c.js": JS_C})
+    idx(root, emb)
+    emb.calls.clear()
+    # edit one function of a.py, delete c.js, rename b.go
+    (root / "a.py").write_text(PY_A.replace('"""Parse a Cookie header into a dict."""',
+                                            '"""Split a Cookie header."""'))
+    (root / "web/c.js").unlink()
+    (root / "pkg/b.go").rename(root / "pkg/slug.go")
+    rep = idx(root, emb)
+    assert rep.files_deleted == 2 and rep.files_changed == 2
+    # Only the edited function is re-embedded: the renamed file's units and the untouched method
+    # are served from the vector cache.
+    assert len(emb.calls) == 1 and "Split a Cookie header" in emb.calls[0]
+    incremental = index_snapshot(root / ".codesearch")
+    fresh = tmp_path / "fresh"
+    shutil.copytree(root, fresh, ignore=shutil.ignore_patterns(".codesearch"))
+    idx(fresh, HashEmbedder(dim=32))
+    assert incremental == index_snapshot(fresh / ".codesearch")
+    assert not any(k[0] in ("web/c.js", "pkg/b.go") for k in incremental["units"])
+
+
+def test_model_change_rebuilds_with_reason(make_repo):
+    root = make_repo({"a.py": PY_A})
+    idx(root, HashEmbedder(dim=32))
+    rep = idx(root, HashEmbedder(dim=16))
+    assert rep.rebuild_reason and "model changed" in rep.rebuild_reason
+    assert rep.embedded == 3 and rep.units == 3
+    s = Searcher.open(root, Settings(), embedder=HashEmbedder(dim=16))
+    assert s.reader.dim == 16
+    s.close()
+
+
+def test_bad_inputs_are_counted_not_fatal(make_repo, hash_embedder):
+    root = make_repo({
+        "good.py": PY_A,
+        "binary.py": b"\x00\x01\x02def f(): pass\n",
+        "latin1.py": "def caf\xe9():\n    return '\xe9'\n".encode("latin-1"),
+        "broken.py": "def ok():\n    return 1\n\ndef broken(:\n    pass\n\ndef after():\n    return 2\n",
+        "min.js": "function a(){return 1};" * 400,
+        "huge.py": "x = 1\n" * 300_000,
+        "notes.txt": "def not_code(): pass",
+    })
+    rep = idx(root, hash_embedder)
+    assert rep.skipped == {"binary": 1, "invalid_utf8": 1, "minified": 1, "too_large": 1}
+    s = Searcher.open(root, Settings(), embedder=hash_embedder)
+    names = {h.symbol.qualified_name for h in s.search("ok after parse cookie", k=20, mode="lexical")}
+    assert {"ok", "after", "parse_cookie"} <= names  # the syntax error costs only the broken def
+    status = s.reader.status()
+    assert {f["path"] for f in status["not_indexed"]} == {"binary.py", "latin1.py", "min.js", "huge.py"}
+    s.close()
+
+
+def test_symlinks_are_not_followed(make_repo, tmp_path, hash_embedder):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.py").write_text("def secret():\n    pass\n")
+    root = make_repo({"a.py": PY_A})
+    (root / "loop").symlink_to(root)
+    (root / "out").symlink_to(outside)
+    (root / "link.py").symlink_to(outside / "secret.py")
+    rep = idx(root, hash_embedder)
+    assert rep.files == 1
+    assert all(k[0] == "a.py" for k in index_snapshot(root / ".codesearch")["units"])
+
+
+def test_gitignore_and_codesearchignore(make_repo, hash_embedder):
+    root = make_repo({
+        ".gitignore": "generated/\n*.gen.py\n",
+        "sub/.gitignore": "local.py\n",
+        ".codesearchignore": "third/\n",
+        "a.py": PY_A, "generated/x.py": PY_A, "b.gen.py": PY_A, "sub/local.py": PY_A, "sub/kept.py": PY_A,
+        "third/t.py": PY_A, "node_modules/m.js": JS_C, "build/o.js": JS_C,
+    })
+    idx(root, hash_embedder)
+    paths = {k[0] for k in index_snapshot(root / ".codesearch")["units"]}
+    assert paths == {"a.py", "sub/kept.py"}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read a chmod 000 file")
+def test_unreadable_file_keeps_previous_units(make_repo, hash_embedder):
+    root = make_repo({"a.py": PY_A})
+    idx(root, hash_embedder)
+    (root / "a.py").write_text(PY_A + "\n\ndef more():\n    pass\n")
+    os.chmod(root / "a.py", 0)
+    try:
+        idx(root, hash_embedder)
+        assert len(index_snapshot(root / ".codesearch")["units"]) == 3
+    finally:
+        os.chmod(root / "a.py", 0o644)
+
+
+def test_second_writer_is_refused(make_repo, hash_embedder):
+    root = make_repo({"a.py": PY_A})
+    with WriterLock(root / ".codesearch"), pytest.raises(IndexLocked, match=r"pid \d+"):
+        idx(root, hash_embedder)
+
+
+def test_corrupt_database_is_rebuilt(make_repo, hash_embedder):
+    root = make_repo({"a.py": PY_A})
+    idx(root, hash_embedder)
+    (root / ".codesearch" / DB_NAME).write_bytes(b"garbage" * 100)
+    for extra in ("-wal", "-shm"):
+        (root / ".codesearch" / (DB_NAME + extra)).unlink(missing_ok=True)
+    rep = idx(root, hash_embedder)
+    assert rep.units == 3
+
+
+def test_paths_mode_updates_only_given_paths(make_repo, hash_embedder):
+    root = make_repo({"a.py": PY_A, "web/c.js": JS_C})
+    idx(root, hash_embedder)
+    (root / "web/c.js").unlink()
+    (root / "new.py").write_text("def fresh():\n    pass\n")
+    (root / "a.py").write_text(PY_A + "\ndef unseen():\n    pass\n")
+    idx(root, hash_embedder, paths=["web/c.js", "new.py", ".git/x.py"])
+    names = {k[1] for k in index_snapshot(root / ".codesearch")["units"]}
+    assert names == {"parse_cookie", "Backoff", "Backoff.retry", "fresh"}
+
+
+FILES = {
+    "a.py": [PY_A, PY_A.replace("retry", "again"), "def lone():\n    return 0\n"],
+    "b.go": [GO_B, GO_B.replace("Slugify", "Kebab")],
+    "d/c.js": [JS_C, JS_C + "\nconst helper = (x) => x * 2;\n"],
+    "d/e.py": ["def twin():\n    pass\n", PY_A],
+}
+ops = st.lists(st.tuples(st.sampled_from(sorted(FILES)), st.integers(-1, 2)), min_size=1, max_size=6)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(ops, min_size=1, max_size=3))
+def test_incremental_equals_rebuild_property(tmp_path_factory, steps):
+    """Any sequence of writes/deletes, indexed incrementally after each batch, equals a fresh build."""
+    base = tmp_path_factory.mktemp("prop")
+    root = base / "repo"
+    root.mkdir()
+    emb = HashEmbedder(dim=16)
+    for batch in steps:
+        for rel, choice in batch:
+            p = root / rel
+            if choice < 0:
+                p.unlink(missing_ok=True)
+            else:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(FILES[rel][choice % len(FILES[rel])])
+        idx(root, emb)
+        snap = index_snapshot(root / ".codesearch")
+    fresh = base / "fresh"
+    shutil.copytree(root, fresh, ignore=shutil.ignore_patterns(".codesearch"))
+    idx(fresh, HashEmbedder(dim=16))
+    assert snap == index_snapshot(fresh / ".codesearch")
