@@ -1,0 +1,610 @@
+"""Search quality on real code, CodeSearchNet style: find a function from its docstring summary.
+
+Usage::
+
+    python bench/quality.py [--langs python go ...] [--max-units 3000] [--max-queries 400] [--seed 0]
+                            [--model DIR] [--doc-text-format FMT] [--modes semantic lexical hybrid]
+
+For each language:
+
+1. **Select** a fixed, seeded set of directories of that language's corpus (``bench/corpora``, installed
+   by ``bench/corpora.py``) whose extracted units total about ``--max-units`` (between 90 % and 100 %).
+   Directories are taken whole when they fit, else a seeded run of their files that fits; no directory
+   gives more than half of the units.
+2. **Copy** them to ``bench/out/quality/<lang>/repo/<source>/...`` and **blank the docstrings** there while
+   keeping every line number (see ``docstrip.py``), so a target stays ``path:start_line``.
+3. **Pick queries**: documented functions and methods whose summary is a usable English sentence (the
+   CodeSearchNet filters: at least 3 words, no ``{@inheritDoc}``/tag-only docs, not mostly non-ASCII, no
+   constructors or standard methods such as ``__str__``/``toString``, no names containing "test", bodies of
+   3+ lines, no duplicate summaries or duplicate code), then a seeded sample of ``--max-queries``. The query
+   is the first sentence of the summary; its one relevant document is the unit's ``path:start_line``.
+   Each target is checked to still exist in the blanked copy, with its docstring gone.
+4. **Index** the copy with ``codesearch index REPO --json`` and run all queries through one
+   ``codesearch query --json -k 10`` process per ranking mode (stdin batch), then score MRR@10, Recall@1,
+   Recall@10 (and Recall@5, nDCG@10 in the JSON) with ``codesearch.eval``.
+
+Prints one markdown table per mode and writes ``bench/out/quality.json`` (override with ``--out``); the
+ranked results per query go to ``bench/out/quality/<lang>/results-<mode>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import (  # noqa: E402
+    OUT,
+    codesearch_cmd,
+    last_json_object,
+    log,
+    machine,
+    query_modes,
+    run_measured,
+    write_json,
+)
+from corpora import CORPORA, load_manifest  # noqa: E402
+from docstrip import (  # noqa: E402
+    blank_comment_docs,
+    blank_python_docstrings,
+    line_count,
+)
+
+from codesearch.eval import evaluate, per_query_metrics  # noqa: E402
+from parsers import Symbol, extract, language_for_path  # noqa: E402
+
+try:
+    from codesearch.walk import SKIP_DIRS
+except ImportError:  # the indexer's walk is not importable: use its documented list
+    SKIP_DIRS = frozenset({
+        ".git", ".hg", ".svn", ".codesearch", "node_modules", "vendor", "bower_components", "__pycache__",
+        ".venv", "venv", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist",
+        "target", "out", ".gradle", ".idea", ".next", ".nuxt", "coverage", "site-packages", ".eggs",
+    })
+
+LANGS = ("python", "go", "java", "javascript", "php", "ruby")
+QUALITY_OUT = OUT / "quality"
+#: Files above the indexer's default size cap (Settings.max_file_bytes) are not indexed: skip them.
+MAX_FILE_BYTES = 1_000_000
+#: A selection is complete once it holds this fraction of --max-units.
+FILL = 0.9
+#: No directory contributes more than this fraction of --max-units (keeps the repo varied).
+DIR_SHARE = 0.5
+QUERY_KINDS = ("function", "method")
+#: Standard / extension methods CodeSearchNet removes (besides Python dunders and PHP magic methods).
+STANDARD_METHODS = frozenset({
+    "toString", "hashCode", "equals", "clone", "finalize", "compareTo", "__construct", "initialize",
+    "constructor", "to_s", "to_str", "inspect", "hash", "eql?", "==", "<=>", "String", "Error", "GoString",
+    "Len", "Less", "Swap",
+})
+_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "cf", "approx", "resp", "no", "incl", "eg", "ie"})
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+
+def clean_summary(text: str) -> str:
+    """Strip doc markup (Javadoc inline tags, HTML, reST roles, backticks) and collapse whitespace."""
+    text = re.sub(r"\{@(?:code|literal|link|linkplain|value)\s+([^}]*)\}",
+                  lambda m: m.group(1).split()[-1] if m.group(1).strip() else "", text)
+    text = re.sub(r"<[^>\n]{1,40}>", " ", text)
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
+    text = text.replace("``", "").replace("`", "")
+    text = re.sub(r"(?<![\w+])\+([^\s+]+)\+(?![\w+])", r"\1", text)  # RDoc +code+
+    text = re.sub(r"\{((?:[A-Z]\w*::)*[\w#.?!]+)\}", r"\1", text)  # YARD {Class#method} links
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&quot;", '"')
+    return " ".join(text.split())
+
+
+def first_sentence(text: str) -> str:
+    """The text up to the first sentence end (``.``, ``!`` or ``?`` then a space or the end)."""
+    for m in re.finditer(r"[.!?](?=\s|$)", text):
+        before = text[: m.start()]
+        word = before.rsplit(" ", 1)[-1].lower().lstrip("([{\"'")
+        if m.group() == "." and word in _ABBREVIATIONS:
+            continue
+        return text[: m.end()].strip()
+    return text.strip()
+
+
+def query_text(summary: str, name: str = "") -> str | None:
+    """The query for a summary, or None when CodeSearchNet-style filters reject it.
+
+    Args:
+        summary: ``Symbol.summary`` (the docstring up to its first blank line or ``@tag``).
+        name: The unit's name: a leading ``name`` (Go's "Size returns ..." convention) is dropped, since
+            someone searching for the function would not know it.
+
+    Returns:
+        The cleaned first sentence, or None if it has fewer than 3 words, is mostly non-ASCII, is an
+        ``{@inheritDoc}``/tag-only/``:call-seq:``/boilerplate doc, or is over 300 characters.
+    """
+    if not summary.strip() or "inheritdoc" in summary.lower():
+        return None
+    text = first_sentence(clean_summary(summary))
+    if not text or text.startswith(("@", "{@", ":")):
+        return None
+    first, _, rest = text.partition(" ")
+    if name and first.rstrip(",:") == name and rest:
+        text = rest[0].upper() + rest[1:]
+    low = text.lower()
+    if low.startswith(("todo", "fixme", "xxx", "deprecated", "copyright", "see ", "overrides ",
+                       "override ", "implements ", "inherited", "-*-", "nolint", "go:")):
+        return None
+    if sum(1 for c in text if ord(c) > 127) > 0.1 * len(text):
+        return None
+    if len(re.findall(r"[A-Za-z][A-Za-z0-9_'-]*", text)) < 3 or len(text) > 300:
+        return None
+    return plain_query(text)
+
+
+def plain_query(text: str) -> str:
+    """Make ``text`` plain free text for ``codesearch query``.
+
+    The query language reads ``"..."`` as a required phrase and ``lang:``/``path:``/``kind:`` words as
+    filters; a benchmark query must be neither, so double quotes go and such words get a space.
+    """
+    text = text.replace('"', " ")
+    text = re.sub(r"\b(lang|path|kind):(?=\S)", r"\1: ", text)
+    return " ".join(text.split())
+
+
+def standard_method(sym: Symbol) -> bool:
+    """Constructors, dunder/magic methods and the usual standard overrides."""
+    name = sym.name
+    return (sym.kind == "constructor" or name in STANDARD_METHODS
+            or (name.startswith("__") and (sym.language in ("python", "php"))))
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+@dataclass
+class Candidate:
+    """One source file of the corpus."""
+
+    rel: str  # path relative to bench/corpora/<lang>/, i.e. <source>/...
+    full: Path
+
+
+def corpus_files(lang: str) -> list[Candidate]:
+    """The indexable files of a language's installed corpus, sorted."""
+    entries = [e for e in load_manifest().values() if e.language == lang]
+    if not entries:
+        raise SystemExit(f"no {lang} corpus: run `python bench/corpora.py install` first")
+    base = CORPORA / lang
+    out: list[Candidate] = []
+    for entry in sorted(entries, key=lambda e: e.source):
+        root = CORPORA / entry.path
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+            for fn in sorted(filenames):
+                full = Path(dirpath) / fn
+                if language_for_path(fn) != lang or full.is_symlink():
+                    continue
+                if full.stat().st_size > MAX_FILE_BYTES:
+                    continue
+                out.append(Candidate(full.relative_to(base).as_posix(), full))
+    return out
+
+
+class Extractor:
+    """Extract units from corpus files once, caching per path."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+        self.cache: dict[str, list[Symbol]] = {}
+        self.failed: list[str] = []
+
+    def units(self, cand: Candidate) -> list[Symbol]:
+        """The units of one file ([] if it cannot be read, decoded or parsed)."""
+        if cand.rel not in self.cache:
+            data = cand.full.read_bytes()
+            syms: list[Symbol] = []
+            try:
+                data.decode("utf-8")
+                if self.lang == "python":
+                    compile(data, cand.rel, "exec", flags=0x400, dont_inherit=True)  # ast only
+                syms = list(extract(data, self.lang, cand.rel))
+            except Exception as exc:  # unreadable, undecodable or unparsable: leave the file out
+                self.failed.append(f"{cand.rel}: {type(exc).__name__}")
+                syms = []
+            self.cache[cand.rel] = syms
+        return self.cache[cand.rel]
+
+
+def select_files(lang: str, files: list[Candidate], ext: Extractor, max_units: int,
+                 seed: int) -> list[Candidate]:
+    """A seeded selection of directories (or runs of their files) holding about ``max_units`` units.
+
+    Args:
+        lang: Language (part of the seed, so languages draw independently).
+        files: The corpus files.
+        ext: Extractor used to count units.
+        max_units: Upper bound; selection stops once FILL * max_units is reached.
+        seed: Random seed.
+
+    Returns:
+        The selected files, sorted by path.
+    """
+    groups: dict[str, list[Candidate]] = {}
+    for cand in files:
+        groups.setdefault(cand.rel.rsplit("/", 1)[0], []).append(cand)
+    rng = random.Random(f"{seed}:{lang}")
+    order = sorted(groups)
+    rng.shuffle(order)
+    chosen: list[Candidate] = []
+    total = 0
+    for d in order:
+        if total >= FILL * max_units:
+            break
+        group = groups[d]
+        counts = [len(ext.units(c)) for c in group]
+        size = sum(counts)
+        if size == 0:
+            continue
+        cap = int(DIR_SHARE * max_units)
+        if size <= cap and total + size <= max_units:
+            chosen += group
+            total += size
+            continue
+        budget = min(cap, max_units - total)
+        start = rng.randrange(len(group))
+        for i in range(len(group)):
+            j = (start + i) % len(group)
+            if 0 < counts[j] <= budget:
+                chosen.append(group[j])
+                total += counts[j]
+                budget -= counts[j]
+    return sorted(chosen, key=lambda c: c.rel)
+
+
+# ------------------------------------------------------------------------------------------ copy + blank
+
+@dataclass
+class Query:
+    """One benchmark query and its single relevant unit."""
+
+    qid: str
+    query: str
+    target: str  # path:start_line in the blanked copy
+    qualified_name: str
+    kind: str
+
+
+def prepare(lang: str, max_units: int, max_queries: int, seed: int) -> dict[str, Any]:
+    """Select, copy, blank and pick queries for one language (reusing an identical earlier preparation).
+
+    Returns:
+        The preparation record (also written to ``bench/out/quality/<lang>/selection.json``).
+    """
+    work = QUALITY_OUT / lang
+    repo = work / "repo"
+    sel_path = work / "selection.json"
+    params = {"lang": lang, "max_units": max_units, "max_queries": max_queries, "seed": seed,
+              "script": _script_hash()}
+    if sel_path.exists() and repo.is_dir():
+        try:
+            old = json.loads(sel_path.read_text())
+        except ValueError:
+            old = {}
+        if old.get("params") == params and _tree_hash(repo) == old.get("tree_hash"):
+            log(f"{lang}: reusing prepared repo ({old['units']} units, {len(old['queries'])} queries)")
+            return old
+
+    t0 = time.perf_counter()
+    files = corpus_files(lang)
+    ext = Extractor(lang)
+    chosen = select_files(lang, files, ext, max_units, seed)
+    log(f"{lang}: selected {len(chosen)} of {len(files)} files "
+        f"({sum(len(ext.units(c)) for c in chosen)} units)")
+
+    if repo.exists():
+        shutil.rmtree(repo)
+    eligible_docs: dict[str, set[int]] = {}
+    blank_errors: list[str] = []
+    for cand in chosen:
+        data = cand.full.read_bytes()
+        syms = ext.units(cand)
+        if lang == "python":
+            new, doc_lines = blank_python_docstrings(data)
+            eligible_docs[cand.rel] = {s.start_line for s in syms if s.doc_start_line in doc_lines}
+        else:
+            new, eligible_docs[cand.rel] = blank_comment_docs(data, syms)
+        if line_count(new) != line_count(data):
+            blank_errors.append(f"{cand.rel}: line count changed")
+            new = data
+            eligible_docs[cand.rel] = set()
+        if lang == "python":
+            try:
+                compile(new, cand.rel, "exec", flags=0x400, dont_inherit=True)
+            except SyntaxError as exc:
+                blank_errors.append(f"{cand.rel}: blanked copy does not parse: {exc}")
+                new = data
+                eligible_docs[cand.rel] = set()
+        out = repo / cand.rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(new)
+
+    # Re-extract the blanked copy: targets must exist there, at the same line, without documentation.
+    blanked: dict[str, Symbol] = {}
+    units_in_copy = 0
+    for cand in chosen:
+        data = (repo / cand.rel).read_bytes()
+        try:
+            syms = list(extract(data, lang, cand.rel))
+        except Exception as exc:
+            blank_errors.append(f"{cand.rel}: blanked copy fails extraction: {exc}")
+            continue
+        units_in_copy += len(syms)
+        for s in syms:
+            blanked[f"{s.path}:{s.start_line}"] = s
+
+    candidates: list[tuple[Symbol, str, Symbol]] = []
+    for cand in chosen:
+        for s in ext.units(cand):
+            if s.kind not in QUERY_KINDS or standard_method(s) or "test" in s.name.lower():
+                continue
+            if s.end_line - s.start_line + 1 < 3 or s.start_line not in eligible_docs.get(cand.rel, ()):
+                continue
+            text = query_text(s.summary, s.name)
+            if text is None:
+                continue
+            after = blanked.get(f"{s.path}:{s.start_line}")
+            if after is None or after.qualified_name != s.qualified_name or after.docstring.strip():
+                continue
+            candidates.append((s, text, after))
+    # Duplicates: a summary or a (blanked) body seen twice is ambiguous, so both copies go.
+    summary_counts = Counter(_norm(text) for _, text, _ in candidates)
+    code_counts = Counter(_norm(after.code) for _, _, after in candidates)
+    unique = [(s, text) for s, text, after in candidates
+              if summary_counts[_norm(text)] == 1 and code_counts[_norm(after.code)] == 1]
+    unique.sort(key=lambda st: (st[0].path, st[0].start_line))
+    rng = random.Random(f"{seed}:{lang}:queries")
+    picked = rng.sample(unique, min(max_queries, len(unique)))
+    picked.sort(key=lambda st: (st[0].path, st[0].start_line))
+    queries = [Query(f"{lang}-{i:04d}", text, f"{s.path}:{s.start_line}", s.qualified_name, s.kind)
+               for i, (s, text) in enumerate(picked)]
+
+    record = {
+        "params": params,
+        "language": lang,
+        "corpus_files": len(files),
+        "files": [c.rel for c in chosen],
+        "units": units_in_copy,
+        "units_documented": sum(1 for c in chosen for s in ext.units(c) if s.docstring.strip()),
+        "eligible_queries": len(unique),
+        "rejected_duplicates": len(candidates) - len(unique),
+        "queries": [asdict(q) for q in queries],
+        "extract_failures": ext.failed,
+        "blank_errors": blank_errors,
+        "tree_hash": _tree_hash(repo),
+        "prepare_seconds": round(time.perf_counter() - t0, 1),
+    }
+    write_json(sel_path, record)
+    (work / "queries.jsonl").write_text("".join(json.dumps(asdict(q)) + "\n" for q in queries))
+    log(f"{lang}: copy has {units_in_copy} units; {len(unique)} usable queries, {len(queries)} picked; "
+        f"{len(blank_errors)} blanking problems, {len(ext.failed)} unparsable files")
+    return record
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _tree_hash(repo: Path) -> str:
+    """A hash over the relative paths, sizes and modification times of the files of ``repo``."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(repo):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            p = Path(dirpath) / fn
+            st = p.stat()
+            h.update(f"{p.relative_to(repo)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _script_hash() -> str:
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in ("quality.py", "docstrip.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------------------ index + query
+
+def index_dir_for(lang: str, doc_text_format: str | None, model: str | None) -> Path:
+    """Where the index of a language's copy lives, one per text format and model."""
+    tag = doc_text_format or "default"
+    if model:
+        tag += "-" + hashlib.sha256(str(Path(model).resolve()).encode()).hexdigest()[:8]
+    return QUALITY_OUT / lang / f"index-{tag}"
+
+
+def build_index(repo: Path, index_dir: Path, model: str | None, env: dict[str, str],
+                reuse: bool) -> dict[str, Any]:
+    """Run ``codesearch index`` on the copy (from scratch unless ``reuse``) and return its summary."""
+    if index_dir.exists() and not reuse:
+        shutil.rmtree(index_dir)
+    cmd = [*codesearch_cmd(), "index", str(repo), "--index-dir", str(index_dir), "--json"]
+    if model:
+        cmd += ["--model", model]
+    res = run_measured(cmd, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` exited with {res.returncode}")
+    summary = last_json_object(res.stdout) or {}
+    summary["wall_seconds"] = round(res.seconds, 2)
+    summary["max_rss_mb"] = round(res.max_rss_mb, 1)
+    return summary
+
+
+def run_queries(repo: Path, index_dir: Path, queries: list[dict[str, Any]], mode: str | None,
+                env: dict[str, str], model: str | None = None,
+                k: int = 10) -> tuple[dict[str, list[str]], list[dict[str, Any]], float]:
+    """All queries through one ``codesearch query --json`` process (stdin batch).
+
+    Returns:
+        ``{qid: [path:start_line, ...]}``, the raw result lines, and the wall time in seconds.
+    """
+    cmd = [*codesearch_cmd(), "query", "--json", "-k", str(k), "--repo", str(repo),
+           "--index-dir", str(index_dir)]
+    if mode:
+        cmd += ["--mode", mode]
+    if model:
+        cmd += ["--model", model]
+    stdin = "".join(q["query"] + "\n" for q in queries)
+    res = run_measured(cmd, stdin_text=stdin, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` exited with {res.returncode}")
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.strip().startswith("{")]
+    if len(lines) != len(queries):
+        raise RuntimeError(f"expected {len(queries)} result lines, got {len(lines)}")
+    ranked: dict[str, list[str]] = {}
+    for q, line in zip(queries, lines, strict=True):
+        if line.get("query") not in (None, q["query"]):
+            raise RuntimeError(f"result order mismatch: {line.get('query')!r} != {q['query']!r}")
+        ranked[q["qid"]] = [f"{r['path']}:{r['start_line']}" for r in line.get("results", [])]
+    return ranked, lines, res.seconds
+
+
+def score(ranked: dict[str, list[str]], queries: list[dict[str, Any]]) -> dict[str, float]:
+    """MRR@10, Recall@1/5/10 and nDCG@10 with ``codesearch.eval``."""
+    relevant = {q["qid"]: {q["target"]} for q in queries}
+    m = evaluate(ranked, relevant, ks=(1, 5, 10))
+    return {"mrr@10": m["mrr@10"], "recall@1": m["recall@1"], "recall@5": m["recall@5"],
+            "recall@10": m["recall@10"], "ndcg@10": m["ndcg@10"]}
+
+
+# ------------------------------------------------------------------------------------------------- report
+
+def markdown_tables(results: dict[str, Any], modes: list[str]) -> str:
+    """One markdown table per mode: languages as rows plus the macro average."""
+    out: list[str] = []
+    for mode in modes:
+        out.append(f"**{mode}**\n")
+        out.append("| language | units indexed | queries | MRR@10 | R@1 | R@10 |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+        rows = []
+        for lang, res in results.items():
+            m = res.get("modes", {}).get(mode)
+            if not m:
+                continue
+            rows.append(m)
+            out.append(f"| {lang} | {res.get('units_indexed', '?')} | {m['queries']} | {m['mrr@10']:.3f} "
+                       f"| {m['recall@1']:.3f} | {m['recall@10']:.3f} |")
+        if rows:
+            avg = {key: sum(r[key] for r in rows) / len(rows) for key in ("mrr@10", "recall@1", "recall@10")}
+            out.append(f"| **macro average** | | {sum(r['queries'] for r in rows)} | **{avg['mrr@10']:.3f}** "
+                       f"| **{avg['recall@1']:.3f}** | **{avg['recall@10']:.3f}** |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--langs", nargs="+", default=list(LANGS), choices=LANGS)
+    ap.add_argument("--max-units", type=int, default=3000, help="units per language repo (default 3000)")
+    ap.add_argument("--max-queries", type=int, default=400, help="queries per language (default 400)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", help="model directory, passed to `codesearch index --model`")
+    ap.add_argument("--doc-text-format", help="sets CODESEARCH_DOC_TEXT_FORMAT for index and query")
+    ap.add_argument("--modes", nargs="+", help="ranking modes (default: all that `codesearch query` offers)")
+    ap.add_argument("--reuse-index", action="store_true",
+                    help="keep an existing index of the copy (incremental update) instead of rebuilding")
+    ap.add_argument("--prepare-only", action="store_true", help="select, copy, blank and pick queries only")
+    ap.add_argument("--out", type=Path, default=OUT / "quality.json")
+    args = ap.parse_args(argv)
+
+    env: dict[str, str] = {}
+    if args.doc_text_format:
+        env["CODESEARCH_DOC_TEXT_FORMAT"] = args.doc_text_format
+    modes: list[str | None]
+    if args.prepare_only:
+        modes = []
+    else:
+        offered = query_modes()
+        if args.modes:
+            bad = [m for m in args.modes if offered and m not in offered]
+            if bad:
+                raise SystemExit(f"`codesearch query` does not offer mode(s) {bad} (offers {offered})")
+            modes = list(args.modes)
+        else:
+            modes = list(offered) if offered else [None]
+        log(f"modes: {[m or 'default' for m in modes]}")
+
+    t_start = time.perf_counter()
+    results: dict[str, Any] = {}
+    for lang in args.langs:
+        rec = prepare(lang, args.max_units, args.max_queries, args.seed)
+        res: dict[str, Any] = {"units_in_copy": rec["units"], "files": len(rec["files"]),
+                               "eligible_queries": rec["eligible_queries"], "modes": {}}
+        results[lang] = res
+        if args.prepare_only:
+            continue
+        repo = QUALITY_OUT / lang / "repo"
+        index_dir = index_dir_for(lang, args.doc_text_format, args.model)
+        log(f"{lang}: indexing {rec['units']} units -> {index_dir}")
+        summary = build_index(repo, index_dir, args.model, env, args.reuse_index)
+        res["index"] = summary
+        res["units_indexed"] = summary.get("units", rec["units"])
+        log(f"{lang}: indexed in {summary['wall_seconds']:.0f} s: {summary}")
+        for mode in modes:
+            name = mode or "default"
+            ranked, lines, secs = run_queries(repo, index_dir, rec["queries"], mode, env, args.model)
+            metrics = score(ranked, rec["queries"])
+            metrics["queries"] = len(rec["queries"])
+            metrics["query_seconds"] = round(secs, 2)
+            res["modes"][name] = metrics
+            per_q = per_query_metrics(ranked, {q["qid"]: {q["target"]} for q in rec["queries"]}, k=10)
+            with (QUALITY_OUT / lang / f"results-{name}.jsonl").open("w") as fh:
+                for q, line in zip(rec["queries"], lines, strict=True):
+                    fh.write(json.dumps({**q, "rank": int(per_q[q["qid"]]["rank"]),
+                                         "results": line.get("results", [])}) + "\n")
+            log(f"{lang} [{name}]: MRR@10 {metrics['mrr@10']:.3f}  R@1 {metrics['recall@1']:.3f}  "
+                f"R@10 {metrics['recall@10']:.3f}  ({len(rec['queries'])} queries, {secs:.1f} s)")
+
+    mode_names = [m or "default" for m in modes]
+    report = {
+        "benchmark": "quality",
+        "command": "python bench/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine(),
+        "params": {"langs": args.langs, "max_units": args.max_units, "max_queries": args.max_queries,
+                   "seed": args.seed, "model": args.model, "doc_text_format": args.doc_text_format,
+                   "modes": mode_names},
+        "seconds": round(time.perf_counter() - t_start, 1),
+        "results": results,
+    }
+    if not args.prepare_only:
+        for name in mode_names:
+            rows = [r["modes"][name] for r in results.values() if name in r["modes"]]
+            if rows:
+                report.setdefault("macro", {})[name] = {
+                    key: sum(r[key] for r in rows) / len(rows)
+                    for key in ("mrr@10", "recall@1", "recall@5", "recall@10", "ndcg@10")}
+        write_json(args.out, report)
+        print(markdown_tables(results, mode_names))
+    else:
+        print("| language | corpus files | files selected | units in copy | usable queries | queries |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for lang in args.langs:
+            rec = json.loads((QUALITY_OUT / lang / "selection.json").read_text())
+            print(f"| {lang} | {rec['corpus_files']} | {len(rec['files'])} | {rec['units']} "
+                  f"| {rec['eligible_queries']} | {len(rec['queries'])} |")
+    log(f"done in {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
