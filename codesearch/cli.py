@@ -143,12 +143,8 @@ def _print_human(hits: list[Hit], root: Path, explain: bool) -> None:
     cwd = Path.cwd()
     for hit in hits:
         s = hit.symbol
-        try:
-            shown = os.path.relpath(root / s.path, cwd)
-        except ValueError:
-            shown = str(root / s.path)
-        if shown.startswith("../../.."):
-            shown = str(root / s.path)
+        full = root / s.path
+        shown = str(full.relative_to(cwd)) if full.is_relative_to(cwd) else str(full)
         loc = click.style(f"{shown}:{s.start_line}-{s.end_line}", fg="magenta")
         name = click.style(s.qualified_name, fg="green", bold=True)
         line = f"{loc}  {name}  {hit.score:.3f}"
@@ -248,14 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning known errors into one line and an exit code."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        args = ["--help"]
     try:
-        cli.main(args=argv, prog_name="codesearch", standalone_mode=False)
+        cli.main(args=args, prog_name="codesearch", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("codesearch: interrupted", err=True)
         return 130
-    except click.exceptions.NoArgsIsHelp as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
-        return 0
     except click.ClickException as exc:
         click.echo(f"codesearch: error: {exc.format_message()}", err=True)
         return exc.exit_code

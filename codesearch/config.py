@@ -17,6 +17,7 @@ from .errors import UsageError
 #: How a unit becomes the text the encoder sees; see ``types.document_text``.
 DOC_TEXT_FORMATS = ("code", "header_code", "header_doc_code")
 SEARCH_MODES = ("semantic", "lexical", "hybrid")
+FUSIONS = ("rrf", "weighted")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class Settings:
         k: Default number of results.
         mode: Default ranking mode (one of SEARCH_MODES).
         oversample: Candidates fetched per side per result before fusion.
+        fusion: How hybrid mode fuses the two sides: "rrf" (reciprocal rank) or "weighted"
+            (min-max normalised scores).
+        semantic_weight: Weight of the semantic side in the fusion, in [0, 1].
         rrf_k: The constant of reciprocal-rank fusion.
     """
 
@@ -49,6 +53,8 @@ class Settings:
     k: int = 10
     mode: str = "hybrid"
     oversample: int = 5
+    fusion: str = "rrf"
+    semantic_weight: float = 0.5
     rrf_k: int = 60
 
     def __post_init__(self) -> None:
@@ -57,6 +63,10 @@ class Settings:
                 f"unknown doc_text_format {self.doc_text_format!r} (choose from {', '.join(DOC_TEXT_FORMATS)})")
         if self.mode not in SEARCH_MODES:
             raise UsageError(f"unknown mode {self.mode!r} (choose from {', '.join(SEARCH_MODES)})")
+        if self.fusion not in FUSIONS:
+            raise UsageError(f"unknown fusion {self.fusion!r} (choose from {', '.join(FUSIONS)})")
+        if not 0.0 <= self.semantic_weight <= 1.0:
+            raise UsageError("setting semantic_weight must be between 0 and 1")
         for name in ("max_length", "batch_size", "max_file_bytes", "k", "oversample", "rrf_k"):
             if getattr(self, name) < 1:
                 raise UsageError(f"setting {name} must be at least 1")
@@ -71,6 +81,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     try:
         if kind == "int":
             return int(value)
+        if kind == "float":
+            return float(value)
         if kind == "tuple[str, ...]":
             if isinstance(value, str):
                 return tuple(p.strip() for p in value.split(",") if p.strip())

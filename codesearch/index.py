@@ -34,6 +34,7 @@ import numpy as np
 from parsers.symbol import Symbol
 
 from .errors import IndexCorrupt, IndexLocked, IndexMissing, IndexStale
+from .lexical import query_tokens
 from .lexical import tokens as lexical_tokens
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ CREATE INDEX IF NOT EXISTS units_path ON units(path);
 CREATE INDEX IF NOT EXISTS units_text_hash ON units(text_hash);
 CREATE TABLE IF NOT EXISTS vectors (text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS units_fts USING fts5(
-    name, doc, code, content='', tokenize="unicode61 remove_diacritics 0 tokenchars '_'"
+    name, doc, code, content='', tokenize="porter unicode61 remove_diacritics 0 tokenchars '_'"
 );
 """
 
@@ -132,7 +133,7 @@ def fts_columns(unit: Symbol | sqlite3.Row) -> tuple[str, str, str]:
 
 def fts_query(text: str) -> str:
     """An FTS5 MATCH expression OR-ing the code-aware tokens of ``text`` ("" if none)."""
-    seen = dict.fromkeys(lexical_tokens(text))
+    seen = dict.fromkeys(query_tokens(text))
     return " OR ".join(f'"{t}"' for t in seen)
 
 

@@ -9,6 +9,15 @@ _WORD = re.compile(r"[A-Za-z0-9_]+")
 # capitalised or lower words, and digit runs.
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _MAX_TOKEN = 64
+#: English function words dropped from queries (not from documents): they match everything.
+STOPWORDS = frozenset("""
+a an the of to in on at by for from with without into onto over under and or nor but if then else
+is are was were be been being it its this that these those there here as so than too very
+i me my we our you your he she they them their his her what which who whom whose when where why how
+do does did doing done can could should would may might must shall will all any each every some such
+no only own same just also about against between through during before after above below up down out off
+again further once more most other both few until while per via using use used given
+""".split())
 
 
 def split_identifier(word: str) -> list[str]:
@@ -48,3 +57,10 @@ def tokens(text: str) -> list[str]:
 def split_words(text: str) -> str:
     """Rewrite identifiers in ``text`` as space-separated lower-case words (for encoder headers)."""
     return " ".join(p for word in _WORD.findall(text) for p in split_identifier(word))
+
+
+def query_tokens(text: str) -> list[str]:
+    """Tokens of a query: as :func:`tokens`, without English stopwords (unless nothing else is left)."""
+    toks = tokens(text)
+    kept = [t for t in toks if t not in STOPWORDS]
+    return kept or toks

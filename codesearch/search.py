@@ -26,13 +26,26 @@ def find_repo(start: Path, settings: Settings | None = None) -> Path | None:
     return None
 
 
-def rrf(ranked_lists: Sequence[Sequence[int]], k: int) -> dict[int, float]:
-    """Reciprocal-rank fusion: sum over lists of 1 / (k + rank), rank 1-based."""
+def rrf(ranked_lists: Sequence[Sequence[int]], k: int, weights: Sequence[float] | None = None) -> dict[int, float]:
+    """Reciprocal-rank fusion: sum over lists of weight / (k + rank), rank 1-based."""
     scores: dict[int, float] = {}
-    for ranked in ranked_lists:
+    for i, ranked in enumerate(ranked_lists):
+        w = 1.0 if weights is None else weights[i]
         for rank, uid in enumerate(ranked, 1):
-            scores[uid] = scores.get(uid, 0.0) + 1.0 / (k + rank)
+            scores[uid] = scores.get(uid, 0.0) + w / (k + rank)
     return scores
+
+
+def weighted_fusion(sides: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]) -> dict[int, float]:
+    """Sum of min-max normalised scores, weighted per side; a unit absent from a side scores 0 there."""
+    out: dict[int, float] = {}
+    for pairs, w in zip(sides, weights, strict=True):
+        if not pairs:
+            continue
+        lo, hi = min(s for _, s in pairs), max(s for _, s in pairs)
+        for uid, s in pairs:
+            out[uid] = out.get(uid, 0.0) + w * ((s - lo) / (hi - lo) if hi > lo else 1.0)
+    return out
 
 
 class Searcher:
@@ -142,7 +155,11 @@ class Searcher:
             elif mode == "lexical":
                 scored = [(uid, s) for uid, s in lex]
             else:
-                fused = rrf([[u for u, _ in sem], [u for u, _ in lex]], self.settings.rrf_k)
+                w = self.settings.semantic_weight
+                if self.settings.fusion == "rrf":
+                    fused = rrf([[u for u, _ in sem], [u for u, _ in lex]], self.settings.rrf_k, (2 * w, 2 - 2 * w))
+                else:
+                    fused = weighted_fusion([sem, lex], (w, 1.0 - w))
                 scored = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
             scored = scored[:k]
             symbols = self.reader.symbols([uid for uid, _ in scored])
