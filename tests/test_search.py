@@ -1,0 +1,126 @@
+"""Searcher properties with the fake encoder: exact top-k, filters before ranking, fusion, phrases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from codesearch.config import Settings
+from codesearch.embed import HashEmbedder
+from codesearch.index import DB_NAME, Filters, connect
+from codesearch.indexer import index_repository
+from codesearch.search import Searcher, rrf, weighted_fusion
+
+LANG_EXT = {"python": "py", "go": "go", "javascript": "js"}
+
+
+def unit_source(lang: str, name: str, words: str) -> str:
+    if lang == "python":
+        return f'def {name}(x):\n    """{words}."""\n    return x\n'
+    if lang == "go":
+        return f"// {name} does {words}.\nfunc {name}(x int) int {{\n\treturn x\n}}\n"
+    return f"// {words}\nfunction {name}(x) {{\n  return x;\n}}\n"
+
+
+WORDS = ["parse", "cookie", "header", "retry", "backoff", "slug", "title", "hash", "file", "merge", "sort"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    root = tmp_path_factory.mktemp("search") / "repo"
+    for d in ("src/http", "src/util", "lib"):
+        for lang, ext in LANG_EXT.items():
+            body = []
+            for i in range(12):
+                words = " ".join(rng.choice(WORDS, size=4))
+                body.append(unit_source(lang, f"{lang[:2]}_{d.replace('/', '_')}_{i}", words))
+            p = root / d / f"mod.{ext}"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(("package x\n\n" if lang == "go" else "") + "\n".join(body))
+    emb = HashEmbedder(dim=24)
+    index_repository(root, Settings(), embedder=emb)
+    searcher = Searcher.open(root, Settings(), embedder=emb)
+    conn = connect(root / ".codesearch" / DB_NAME, readonly=True)
+    rows = conn.execute("SELECT u.id, u.path, u.language, u.kind, v.vector FROM units u "
+                        "JOIN vectors v ON u.text_hash = v.text_hash").fetchall()
+    conn.close()
+    meta = {r[0]: (r[1], r[2], r[3]) for r in rows}
+    ids = np.array([r[0] for r in rows])
+    vecs = np.stack([np.frombuffer(r[4], np.float32) for r in rows])
+    yield searcher, meta, ids, vecs
+    searcher.close()
+
+
+def brute_force(ids, vecs, q, k, allowed=None):
+    scores = vecs @ q
+    order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
+    out = [(int(ids[i]), float(scores[i])) for i in order if allowed is None or ids[i] in allowed]
+    return out[:k]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 120))
+def test_faiss_topk_equals_numpy(corpus, seed, k):
+    searcher, _, ids, vecs = corpus
+    q = np.random.default_rng(seed).normal(size=vecs.shape[1]).astype(np.float32)
+    q /= np.linalg.norm(q)
+    with searcher.reader.snapshot():
+        got = searcher.reader.vector_search(q, k, None)
+    want = brute_force(ids, vecs, q, k)
+    assert len(got) == min(k, len(ids))
+    np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], atol=1e-5)
+
+
+filters = st.builds(
+    Filters,
+    languages=st.lists(st.sampled_from(sorted(LANG_EXT)), unique=True, max_size=2).map(tuple),
+    kinds=st.lists(st.sampled_from(["function", "method"]), unique=True, max_size=1).map(tuple),
+    paths=st.lists(st.sampled_from(["src/", "src/http", "lib/", "*.go", "src/*/mod.py", "nope/"]),
+                   unique=True, max_size=2).map(tuple),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(f=filters, k=st.integers(1, 30), mode=st.sampled_from(["semantic", "hybrid", "lexical"]),
+       text=st.sampled_from(["parse cookie header", "retry backoff", "merge sort", "zzz"]))
+def test_filters_apply_before_ranking(corpus, f, k, mode, text):
+    searcher, meta, ids, vecs = corpus
+    allowed = {uid for uid, (path, lang, kind) in meta.items()
+               if (not f.languages or lang in f.languages) and (not f.kinds or kind in f.kinds) and f.path_ok(path)}
+    hits = searcher.search(text, k=k, mode=mode, languages=f.languages, kinds=f.kinds, paths=f.paths)
+    for h in hits:
+        s = h.symbol
+        assert (not f.languages or s.language in f.languages) and (not f.kinds or s.kind in f.kinds)
+        assert f.path_ok(s.path)
+    if mode != "lexical":  # the semantic side ranks every allowed unit: never fewer than k when k exist
+        assert len(hits) == min(k, len(allowed))
+    if mode == "semantic":
+        q = searcher.embedder.encode([text], kind="query")[0]
+        want = brute_force(ids, vecs, q, k, allowed)
+        np.testing.assert_allclose([h.score for h in hits], [w[1] for w in want], atol=1e-5)
+
+
+def test_phrase_is_a_lexical_must_match(corpus):
+    searcher, *_ = corpus
+    hits = searcher.search('"cookie header" parse', k=50, mode="semantic")
+    assert hits
+    for h in hits:
+        text = (h.symbol.docstring + " " + h.symbol.code).lower()
+        assert "cookie header" in " ".join(text.replace(".", " ").split())
+
+
+def test_fusion_functions():
+    assert rrf([[1, 2], [2, 3]], 60) == pytest.approx({1: 1 / 61, 2: 1 / 62 + 1 / 61, 3: 1 / 62})
+    fused = weighted_fusion([[(1, 0.9), (2, 0.5)], [(2, 10.0), (3, 4.0)]], (0.5, 0.5))
+    assert fused == pytest.approx({1: 0.5, 2: 0.5, 3: 0.0})
+
+
+def test_empty_query_is_usage_error(corpus):
+    from codesearch.errors import UsageError
+
+    searcher, *_ = corpus
+    with pytest.raises(UsageError):
+        searcher.search("lang:go")
