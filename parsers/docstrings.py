@@ -75,10 +75,17 @@ def clean_py_string(literal: str) -> str:
         The text between the quotes (prefixes and quotes removed, escapes left as written), dedented
         with :func:`inspect.cleandoc`.
     """
-    parts = [m.group("body") for m in _PY_STRING.finditer(_newlines(literal))]
-    if not parts:
-        return ""
-    return inspect.cleandoc("".join(parts).expandtabs())
+    literal = _newlines(literal.strip())
+    start = len(literal) - len(literal.lstrip("rRuUbBfF"))
+    quote = literal[start:start + 3]
+    if quote not in ('"""', "'''"):
+        quote = literal[start:start + 1]
+    end = len(literal) - len(quote)
+    if quote and end > start and literal.find(quote, start + len(quote)) == end:
+        body = literal[start + len(quote):end]  # one literal: the common case, no regex needed
+    else:
+        body = "".join(m.group("body") for m in _PY_STRING.finditer(literal))
+    return inspect.cleandoc(body.expandtabs()) if body else ""
 
 
 def clean_slash_star(comment: str) -> str:
@@ -175,7 +182,8 @@ def summary(doc: str) -> str:
     """Return the summary of a cleaned docstring.
 
     The summary is the text up to the first blank line or the first line starting with an
-    ``@tag`` (``@param``, ``@return``), joined into one line with whitespace collapsed.
+    ``@tag`` (``@param``, ``@return``), joined into one line with whitespace collapsed. A line
+    starting with ``<p>`` also ends it: Javadoc writes paragraph breaks that way.
 
     Args:
         doc: A cleaned docstring (the output of one of the cleaners).
@@ -190,7 +198,7 @@ def summary(doc: str) -> str:
             if kept:
                 break
             continue
-        if _TAG_LINE.match(stripped):
+        if _TAG_LINE.match(stripped) or (kept and stripped[:3].lower() == "<p>"):
             break
         kept.append(stripped)
     return " ".join(" ".join(kept).split())

@@ -301,6 +301,9 @@ def test_clean_js_comments() -> None:
         ("Email me@example.com stays.", "Email me@example.com stays."),
         ("{@inheritDoc}", "{@inheritDoc}"),
         ("Text\n   \nafter whitespace-only line", "Text"),
+        ("A hash table.\n<p>Second paragraph.", "A hash table."),
+        ("<p>Leading paragraph tag\nstays.", "<p>Leading paragraph tag stays."),
+        ("Ends here.\n<P>Upper case too.", "Ends here."),
     ],
 )
 def test_summary(doc: str, expected: str) -> None:
