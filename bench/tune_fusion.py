@@ -1,0 +1,116 @@
+"""Choose the hybrid fusion on the quality benchmark: replay each side's candidates under many settings.
+
+Usage::
+
+    python bench/tune_fusion.py [--langs python go ...] [--depth 100]
+
+Uses the indexes and queries that ``bench/quality.py`` left in ``bench/out/quality/<lang>/``. Each
+query is encoded once and each side's top ``--depth`` candidates (id, score) are fetched once; every
+fusion setting is then replayed on those lists, exactly as ``Searcher.search`` fuses them (same
+functions), and scored with MRR@10 / Recall@1 / Recall@10 per language and macro-averaged. Lexical
+column weights (name, doc, code) are varied by re-running the lexical side. Prints a table of the
+best settings and writes all of them to ``bench/out/tune_fusion.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+
+import codesearch.index as index_mod  # noqa: E402
+from codesearch.config import load_settings  # noqa: E402
+from codesearch.eval import evaluate  # noqa: E402
+from codesearch.index import IndexReader  # noqa: E402
+from codesearch.search import Searcher, rrf, weighted_fusion  # noqa: E402
+
+OUT = BENCH / "out"
+LANGS = ["python", "go", "java", "javascript", "php", "ruby"]
+COLUMN_WEIGHTS = [(3.0, 2.0, 1.0), (1.0, 1.0, 1.0), (5.0, 1.0, 1.0), (2.0, 1.0, 1.0)]
+
+
+def fuse(sem, lex, setting, k=10):
+    fusion, w, param, oversample = setting
+    depth = k * oversample
+    sem, lex = sem[:depth], lex[:depth]
+    if fusion == "semantic":
+        return [u for u, _ in sem[:k]]
+    if fusion == "lexical":
+        return [u for u, _ in lex[:k]]
+    if fusion == "rrf":
+        scores = rrf([[u for u, _ in sem], [u for u, _ in lex]], param, (2 * w, 2 - 2 * w))
+    else:
+        scores = weighted_fusion([sem, lex], (w, 1 - w))
+    return [u for u, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+
+
+def candidates(lang: str, depth: int):
+    base = OUT / "quality" / lang
+    settings = load_settings(base / "repo")
+    searcher = Searcher(IndexReader(base / "index-default"), settings)
+    queries = [json.loads(x) for x in (base / "queries.jsonl").read_text().splitlines()]
+    vecs = searcher.embedder.encode([q["query"] for q in queries], kind="query")
+    reader = searcher.reader
+    out = {"sem": {}, "lex": {}, "relevant": {}}
+    with reader.snapshot():
+        conn = reader.conn
+        loc = {f"{r[1]}:{r[2]}": r[0] for r in conn.execute("SELECT id, path, start_line FROM units")}
+        for q, v in zip(queries, vecs, strict=True):
+            out["sem"][q["qid"]] = reader.vector_search(v, depth, None)
+            out["relevant"][q["qid"]] = {loc.get(q["target"], -1)}
+        for cw in COLUMN_WEIGHTS:
+            index_mod.LEXICAL_WEIGHTS = cw
+            out["lex"][cw] = {q["qid"]: reader.lexical_search(q["query"], depth, None) for q in queries}
+    searcher.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--langs", nargs="+", default=LANGS)
+    ap.add_argument("--depth", type=int, default=100)
+    args = ap.parse_args(argv)
+    langs = [lang for lang in args.langs if (OUT / "quality" / lang / "index-default").is_dir()]
+    data = {lang: candidates(lang, args.depth) for lang in langs}
+    settings = [("semantic", 0, 0, 1), ("lexical", 0, 0, 1)]
+    settings += [("rrf", w, kk, o) for w in (0.4, 0.5, 0.6, 0.7, 0.8) for kk in (5, 20, 60) for o in (3, 5, 10)]
+    settings += [("weighted", w, 0, o) for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for o in (3, 5, 10)]
+    results = []
+    for cw, setting in itertools.product(COLUMN_WEIGHTS, settings):
+        if setting[0] == "semantic" and cw != COLUMN_WEIGHTS[0]:
+            continue
+        per_lang = {}
+        for lang in langs:
+            d = data[lang]
+            runs = {qid: fuse(d["sem"][qid], d["lex"][cw][qid], setting) for qid in d["sem"]}
+            per_lang[lang] = evaluate(runs, d["relevant"], ks=(1, 10))
+        macro = {m: sum(r[m] for r in per_lang.values()) / len(per_lang) for m in ("mrr@10", "recall@1", "recall@10")}
+        results.append({"columns": cw, "setting": setting, "macro": macro,
+                        "per_language": {lang: {m: r[m] for m in ("mrr@10", "recall@1", "recall@10")}
+                                         for lang, r in per_lang.items()}})
+    results.sort(key=lambda r: -r["macro"]["mrr@10"])
+    (OUT / "tune_fusion.json").write_text(json.dumps(results, indent=1))
+    print(f"languages: {', '.join(langs)}")
+    print("| columns | fusion | w_sem | rrf_k | oversample | macro MRR@10 | R@1 | R@10 "
+          "| min over languages of (hybrid - max(sem, lex)) MRR |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base = {r["setting"][0]: r for r in results if r["setting"][0] in ("semantic", "lexical")
+            and r["columns"] == COLUMN_WEIGHTS[0]}
+    for r in results[:15] + [base["semantic"], base["lexical"]]:
+        margin = min(r["per_language"][lang]["mrr@10"] - max(base["semantic"]["per_language"][lang]["mrr@10"],
+                                                              base["lexical"]["per_language"][lang]["mrr@10"])
+                     for lang in langs)
+        f, w, kk, o = r["setting"]
+        m = r["macro"]
+        print(f"| {r['columns']} | {f} | {w} | {kk} | {o} | {m['mrr@10']:.3f} | {m['recall@1']:.3f} | "
+              f"{m['recall@10']:.3f} | {margin:+.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
