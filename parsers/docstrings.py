@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import textwrap
 from collections.abc import Iterable
 
 __all__ = [
@@ -28,8 +27,6 @@ _PY_STRING = re.compile(
     r"""(?P<prefix>[A-Za-z]{0,2})(?P<q>'''|\"\"\"|'|")(?P<body>(?:\\.|(?!(?P=q)).)*)(?P=q)""",
     re.DOTALL,
 )
-# A leading `*` of a block comment line, with the one space after it.
-_STAR_PREFIX = re.compile(r"^[ \t]*\*(?!/) ?")
 # Go directives (`//go:generate`, `//nolint:errcheck`): not documentation, per go/doc.
 _GO_DIRECTIVE = re.compile(r"^//(?:[a-z0-9]+:[a-z0-9]|line |export |extern )")
 # Ruby magic comments and shebangs: `# frozen_string_literal: true`, `# -*- coding: utf-8 -*-`, `#!...`.
@@ -58,10 +55,15 @@ def _newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
+def _dedent(lines: list[str]) -> list[str]:
+    """Remove the common leading spaces of the non-blank lines (tabs must be expanded already)."""
+    margin = min((len(line) - len(line.lstrip(" ")) for line in lines if line.strip()), default=0)
+    return [line[margin:] for line in lines] if margin else lines
+
+
 def _tidy(lines: Iterable[str]) -> str:
     """Right-strip each line, dedent, and drop leading and trailing blank lines."""
-    text = textwrap.dedent("\n".join(line.rstrip() for line in lines))
-    return text.strip("\n")
+    return "\n".join(_dedent([line.rstrip() for line in lines])).strip("\n")
 
 
 def clean_py_string(literal: str) -> str:
@@ -109,9 +111,13 @@ def clean_slash_star(comment: str) -> str:
     first = lines[0].strip().strip("*").strip()
     rest: list[str] = []
     for line in lines[1:]:
-        text = _STAR_PREFIX.sub("", line, count=1)
-        rest.append("" if not text.strip().strip("*") else text.rstrip())
-    return _tidy([first, textwrap.dedent("\n".join(rest))])
+        text = line.lstrip()
+        if text.startswith("*"):  # drop the leading `*` and the one space after it
+            text = text[2:] if text.startswith("* ") else text[1:]
+        else:
+            text = line
+        rest.append(text.rstrip() if text.strip().strip("*") else "")
+    return _tidy([first, *_dedent(rest)])
 
 
 def clean_line_comment(comments: Iterable[str]) -> str:

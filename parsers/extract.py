@@ -52,7 +52,7 @@ _LEAD_KEYWORDS: dict[str, re.Pattern[bytes]] = {
     ),
 }
 
-_JS_FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "generator_function"})
+_BOM = b"\xef\xbb\xbf"
 _JS_EXPORT_ROOTS = frozenset({"module", "exports"})
 
 
@@ -103,6 +103,9 @@ def extract(source: bytes, lang: str, path: str) -> list[Symbol]:
 
     tree = get_parser(lang).parse(source)
     root = tree.root_node
+    original = source
+    if source.startswith(_BOM):  # scan a byte-for-byte copy where the BOM reads as spaces
+        source = b"   " + source[3:]
     shape = _SHAPES[lang]
     units: list[_Unit] = []
     seen: set[tuple[int, int]] = set()
@@ -127,7 +130,7 @@ def extract(source: bytes, lang: str, path: str) -> list[Symbol]:
 
     units.sort(key=lambda u: (u.start, -u.end))
     _nest(units, lang)
-    return [_to_symbol(unit, spec, source, root, path) for unit in units]
+    return [_to_symbol(unit, spec, source, original, root, path) for unit in units]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -407,13 +410,19 @@ def _comment_before(source: bytes, root: Node, pos: int, types: frozenset[str]) 
     return node
 
 
-def _comments_above(unit: _Unit, spec: LanguageSpec, source: bytes, root: Node) -> list[Node]:
-    """The doc comments right above a unit, top to bottom, following the language's doc style."""
+def _doc_anchor(unit: _Unit, spec: LanguageSpec, source: bytes) -> int:
+    """Where to start looking for comments: the unit start, or its line start after `export`/`private`."""
     pos = unit.anchor
-    line_start = source.rfind(b"\n", 0, pos) + 1
     lead = _LEAD_KEYWORDS.get(spec.name)
-    if lead is not None and line_start < pos and lead.fullmatch(source, line_start, pos):
-        pos = line_start  # `export function f` / `private def f`: look above the whole line
+    if lead is not None:
+        line_start = source.rfind(b"\n", 0, pos) + 1
+        if line_start < pos and lead.fullmatch(source, line_start, pos):
+            return line_start  # `export function f` / `private def f`: look above the whole line
+    return pos
+
+
+def _comments_above(pos: int, spec: LanguageSpec, source: bytes, root: Node) -> list[Node]:
+    """The doc comments right above ``pos``, top to bottom, following the language's doc style."""
     style = spec.doc_style
     found: list[Node] = []
     while True:
@@ -436,12 +445,57 @@ def _comments_above(unit: _Unit, spec: LanguageSpec, source: bytes, root: Node) 
     return found
 
 
+def _line_comment_run(pos: int, spec: LanguageSpec, source: bytes, root: Node) -> list[str] | None:
+    """Fast path for `//` (Go) and `#` (Ruby) runs: scan the lines above ``pos`` as text.
+
+    Only the topmost line is checked against the tree. That is enough: after a real full-line
+    comment the next line starts outside any string, so a line there that starts with the
+    marker is a comment too. Returns None when the topmost line is not a real comment (string
+    content that looks like one), so that the caller checks line by line.
+    """
+    line_start = source.rfind(b"\n", 0, pos) + 1
+    if source[line_start:pos].strip():
+        return []  # code before the definition on its line
+    hash_style = spec.doc_style == "hash_comment"
+    marker = b"#" if hash_style else b"//"
+    lines: list[str] = []
+    top = -1
+    while line_start > 0:
+        prev_start = source.rfind(b"\n", 0, line_start - 1) + 1
+        raw = source[prev_start:line_start - 1]
+        text = raw.strip()
+        if not text.startswith(marker):
+            break
+        decoded = text.decode("utf-8", "replace")
+        if hash_style and is_magic_comment(decoded):
+            break  # a magic comment or shebang ends the run: only file headers lie above it
+        lines.append(decoded)
+        top = prev_start + len(raw) - len(raw.lstrip())
+        line_start = prev_start
+    if not lines:
+        return lines
+    node = root.descendant_for_byte_range(top, top + 1)
+    if node is None or node.type not in spec.comment_types or node.start_byte != top:
+        return None
+    lines.reverse()
+    return lines
+
+
 def _comment_doc(unit: _Unit, spec: LanguageSpec, source: bytes, root: Node) -> tuple[str, int, int]:
-    comments = _comments_above(unit, spec, source, root)
+    pos = _doc_anchor(unit, spec, source)
+    style = spec.doc_style
+    if style in ("line_comment", "hash_comment"):
+        lines = _line_comment_run(pos, spec, source, root)
+        if lines is not None:
+            if not lines:
+                return "", 0, 0
+            doc = clean_hash_comment(lines) if style == "hash_comment" else clean_line_comment(lines)
+            # The anchor is on the unit's first line (0-based start_row): the run ends right above it.
+            return doc, unit.start_row - len(lines) + 1, unit.start_row
+    comments = _comments_above(pos, spec, source, root)
     if not comments:
         return "", 0, 0
     texts = [_text(source, c) for c in comments]
-    style = spec.doc_style
     if style == "doc_block":
         doc = clean_slash_star(texts[0])
     elif style == "js_comments":
@@ -457,7 +511,8 @@ def _comment_doc(unit: _Unit, spec: LanguageSpec, source: bytes, root: Node) -> 
 # Symbols.
 
 
-def _to_symbol(unit: _Unit, spec: LanguageSpec, source: bytes, root: Node, path: str) -> Symbol:
+def _to_symbol(unit: _Unit, spec: LanguageSpec, source: bytes, original: bytes, root: Node,
+               path: str) -> Symbol:
     start, end, end_row = unit.start, unit.end, unit.end_row
     if end > start and source[end - 1:end].isspace():  # never end a unit on trailing whitespace
         trimmed = source[start:end].rstrip()
@@ -483,7 +538,7 @@ def _to_symbol(unit: _Unit, spec: LanguageSpec, source: bytes, root: Node, path:
         end_line=max(end_row, unit.start_row) + 1,
         start_byte=start,
         end_byte=end,
-        code=source[start:end].decode("utf-8", "replace"),
+        code=original[start:end].decode("utf-8", "replace"),
         doc_start_line=doc_start,
         doc_end_line=doc_end,
     )

@@ -160,6 +160,57 @@ def _check_spans(source: bytes, symbols: list[Symbol]) -> None:
         assert 0 <= sym.doc_start_line <= sym.doc_end_line
 
 
+@pytest.mark.parametrize(
+    ("lang", "source", "expected"),
+    [
+        # String content that looks like a comment is not a doc.
+        ("go", "package p\n\nvar s = `x\n// fake`\nfunc f() {}\n", ""),
+        ("go", "package p\n\nvar s = `x\n// fake`\n// real\nfunc f() {}\n", "real"),
+        ("ruby", 's = "x\n# fake"\ndef f; end\n', ""),
+        ("ruby", 's = "x\n# fake"\n# real\n# two\ndef f; end\n', "real\ntwo"),
+        # A trailing comment on the line above belongs to that line's code.
+        ("ruby", "x = 1 # trailing\ndef f; end\n", ""),
+        ("go", "package p\n\nvar x = 1 // trailing\nfunc f() {}\n", ""),
+        ("javascript", "let x = 1; // trailing\nfunction f() {}\n", ""),
+        ("java", "class A {\n  int x; /** trailing */\n  void f() {}\n}\n", ""),
+        # A doc block on the same line as the definition.
+        ("javascript", "/** Same line. */ function f() {}\n", "Same line."),
+        ("java", "class A {\n  /** Same line. */ void f() {}\n}\n", "Same line."),
+        ("php", "<?php\n/** Same line. */ function f() {}\n", "Same line."),
+        # Only `/**` blocks count for Java and PHP; `/**/` is empty.
+        ("php", "<?php\n/**/\nfunction f() {}\n", ""),
+        ("php", "<?php\n# hash\nfunction f() {}\n", ""),
+        # Windows line ends.
+        ("ruby", "# One\r\n# two\r\ndef f\r\nend\r\n", "One\ntwo"),
+        ("java", "class A {\r\n  /**\r\n   * One.\r\n   */\r\n  void f() {}\r\n}\r\n", "One."),
+        ("python", 'def f():\r\n    """One.\r\n\r\n    Two.\r\n    """\r\n', "One.\n\nTwo."),
+        # Python: bytes are not docstrings, comments before the docstring are skipped.
+        ("python", 'def f():\n    b"bytes"\n', ""),
+        ("python", 'def f():\n    # c\n    "doc"\n', "doc"),
+        ("python", "def f(): pass\n", ""),
+        # Ruby: `private def`, JS: `export default`, look above the whole line.
+        ("ruby", "class A\n  # Doc.\n  private def f = 1\nend\n", "Doc."),
+        ("javascript", "// Doc.\nexport default function f() {}\n", "Doc."),
+        ("javascript", "// Doc.\nexport const f = async () => 1;\n", "Doc."),
+        # A UTF-8 byte order mark does not hide a doc comment on the first line.
+        ("ruby", "\ufeff# Doc.\ndef f; end\n", "Doc."),
+        ("java", "\ufeff/** Doc. */\nclass A { void f() {} }\n", ""),
+        ("javascript", "\ufeff/** Doc. */\nfunction f() {}\n", "Doc."),
+        ("python", '\ufeffdef f():\n    "Doc."\n', "Doc."),
+    ],
+)
+def test_doc_edge_cases(lang: str, source: str, expected: str) -> None:
+    data = source.encode()
+    (sym,) = [s for s in extract(data, lang, "x") if s.name == "f"]
+    assert sym.docstring == expected
+    if expected and lang == "python":  # the docstring lies inside the definition
+        assert sym.start_line < sym.doc_start_line <= sym.doc_end_line <= sym.end_line
+    elif expected:  # the comments lie right above it (or end on its first line), without blank lines
+        doc_lines = data.split(b"\n")[sym.doc_start_line - 1:sym.doc_end_line]
+        assert doc_lines and all(line.strip() for line in doc_lines)
+        assert sym.start_line - 1 <= sym.doc_end_line <= sym.start_line
+
+
 # ------------------------------------------------------------------------------------------------ robustness
 
 
