@@ -148,12 +148,12 @@ def clean_hash_comment(comments: Iterable[str]) -> str:
 
     Returns:
         The text without the ``#`` markers and the one space after them; magic comments
-        (``# frozen_string_literal: true``) and shebangs are dropped.
+        (``# frozen_string_literal: true``) and shebangs at the top of the run are dropped.
     """
     out: list[str] = []
     for comment in comments:
         text = _newlines(comment).strip()
-        if _RUBY_MAGIC.match(text):
+        if not out and _RUBY_MAGIC.match(text):
             continue
         text = text.lstrip("#")
         out.append(text[1:] if text.startswith(" ") else text)

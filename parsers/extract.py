@@ -269,6 +269,10 @@ def _shape_javascript(source: bytes, node: Node, name: Node, capture: str) -> _U
                 parts = _js_member_path(_text(source, obj))
                 force_method = "prototype" in parts
                 prefix = ".".join(p for p in parts if p != "prototype")
+                if bare == "exports" and not parts:  # `module.exports = function parse() {}`
+                    own = right.child_by_field_name("name")
+                    if own is not None:
+                        bare = _text(source, own)
         unit = _unit(capture, bare, node, node, _body_start(right, node), prefix)
         unit.force_method = force_method
         return unit
@@ -437,12 +441,26 @@ def _comments_above(pos: int, spec: LanguageSpec, source: bytes, root: Node) -> 
         if style == "line_comment" and not source.startswith(b"//", start):
             break
         if style == "hash_comment" and (not source.startswith(b"#", start)
-                                        or is_magic_comment(_text(source, node))):
+                                        or _is_magic(source, start, _text(source, node))):
             break  # a magic comment or shebang ends the run: only file headers lie above it
         found.append(node)
         pos = node.start_byte
     found.reverse()
     return found
+
+
+def _is_magic(source: bytes, start: int, comment: str) -> bool:
+    """A Ruby magic comment or shebang: looks like one and only comments or blank lines lie above it."""
+    if not is_magic_comment(comment):
+        return False
+    line_start = source.rfind(b"\n", 0, start) + 1
+    while line_start > 0:
+        prev_start = source.rfind(b"\n", 0, line_start - 1) + 1
+        text = source[prev_start:line_start - 1].strip()
+        if text and not text.startswith(b"#"):
+            return False  # code above: `# encoding: ...` here is ordinary text
+        line_start = prev_start
+    return True
 
 
 def _line_comment_run(pos: int, spec: LanguageSpec, source: bytes, root: Node) -> list[str] | None:
@@ -467,7 +485,7 @@ def _line_comment_run(pos: int, spec: LanguageSpec, source: bytes, root: Node) -
         if not text.startswith(marker):
             break
         decoded = text.decode("utf-8", "replace")
-        if hash_style and is_magic_comment(decoded):
+        if hash_style and _is_magic(source, prev_start, decoded):
             break  # a magic comment or shebang ends the run: only file headers lie above it
         lines.append(decoded)
         top = prev_start + len(raw) - len(raw.lstrip())

@@ -168,6 +168,11 @@ def _check_spans(source: bytes, symbols: list[Symbol]) -> None:
         ("go", "package p\n\nvar s = `x\n// fake`\n// real\nfunc f() {}\n", "real"),
         ("ruby", 's = "x\n# fake"\ndef f; end\n', ""),
         ("ruby", 's = "x\n# fake"\n# real\n# two\ndef f; end\n', "real\ntwo"),
+        # Magic comments end a run only in the file header.
+        ("ruby", "# frozen_string_literal: true\n# Doc.\ndef f; end\n", "Doc."),
+        ("ruby", "#!/usr/bin/env ruby\n# encoding: utf-8\ndef f; end\n", ""),
+        ("ruby", "x = 1\n\n# Returns x.\n# Encoding: utf-8 is assumed.\ndef f; end\n",
+         "Returns x.\nEncoding: utf-8 is assumed."),
         # A trailing comment on the line above belongs to that line's code.
         ("ruby", "x = 1 # trailing\ndef f; end\n", ""),
         ("go", "package p\n\nvar x = 1 // trailing\nfunc f() {}\n", ""),
@@ -209,6 +214,30 @@ def test_doc_edge_cases(lang: str, source: str, expected: str) -> None:
         doc_lines = data.split(b"\n")[sym.doc_start_line - 1:sym.doc_end_line]
         assert doc_lines and all(line.strip() for line in doc_lines)
         assert sym.start_line - 1 <= sym.doc_end_line <= sym.start_line
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("module.exports = function parse(text) {};", [("function", "parse")]),
+        ("module.exports = () => 1;", [("function", "exports")]),
+        ("exports.load = function () {};", [("function", "load")]),
+        ("Foo.prototype.bar = function () {};", [("method", "Foo.bar")]),
+        ("this.handler = () => {};", [("function", "handler")]),
+        ("const a = () => 1, b = function () {};", [("function", "a"), ("function", "b")]),
+        ("const api = { get() {}, nested: { put: () => 1 } };", [("function", "api.get"),
+                                                                ("function", "api.nested.put")]),
+        ("call({ onDone() {} });", [("function", "onDone")]),
+        ("const Box = class { open() {} };", [("class", "Box"), ("method", "Box.open")]),
+        ("class A { static #p() {} get v() { return 1; } }", [("class", "A"), ("method", "A.#p"),
+                                                              ("method", "A.v")]),
+        ("function* gen() { yield 1; }", [("function", "gen")]),
+        ("items.map(function helper(x) { return x; });", []),
+    ],
+)
+def test_javascript_bindings(source: str, expected: list[tuple[str, str]]) -> None:
+    symbols = extract(source.encode(), "javascript", "x.js")
+    assert [(s.kind, s.qualified_name) for s in symbols] == expected
 
 
 # ------------------------------------------------------------------------------------------------ robustness
@@ -330,6 +359,7 @@ def test_clean_hash_comment() -> None:
         "Parses x.\n\n  code"
     )
     assert clean_hash_comment(["#!/usr/bin/env ruby", "# -*- coding: utf-8 -*-", "## Two"]) == "Two"
+    assert clean_hash_comment(["# Text", "# encoding: kept below text"]) == "Text\nencoding: kept below text"
 
 
 def test_clean_js_comments() -> None:
