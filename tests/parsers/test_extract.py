@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import sysconfig
 import threading
 from pathlib import Path
 from typing import Any
@@ -238,6 +240,48 @@ def test_doc_edge_cases(lang: str, source: str, expected: str) -> None:
 def test_javascript_bindings(source: str, expected: list[tuple[str, str]]) -> None:
     symbols = extract(source.encode(), "javascript", "x.js")
     assert [(s.kind, s.qualified_name) for s in symbols] == expected
+
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def _ast_units(source: bytes) -> dict[tuple[str, int], tuple[int, str]]:
+    """Oracle: (qualified name, def line) -> (end line, docstring) from Python's own ``ast``."""
+    out: dict[tuple[str, int], tuple[int, str]] = {}
+    stack: list[tuple[ast.AST, str]] = [(ast.parse(source), "")]
+    while stack:
+        node, prefix = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                qualified = f"{prefix}.{child.name}" if prefix else child.name
+                out[(qualified, child.lineno)] = (child.end_lineno or 0, ast.get_docstring(child) or "")
+                stack.append((child, qualified))
+            else:
+                stack.append((child, prefix))
+    return out
+
+
+@pytest.mark.parametrize(
+    "module", ["argparse.py", "textwrap.py", "dataclasses.py", "json/decoder.py", "shlex.py", "_pyio.py",
+               "contextlib.py", "optparse.py"],
+)
+def test_python_agrees_with_ast(module: str) -> None:
+    """Every def/class of real stdlib modules: same qualified names, lines and docstrings as ``ast``."""
+    path = STDLIB / module
+    if not path.is_file():
+        pytest.skip(f"{path} not installed")
+    source = path.read_bytes()
+    ours = {(s.qualified_name, s.start_line): s for s in extract(source, "python", module)}
+    oracle = _ast_units(source)
+    assert set(ours) == set(oracle)
+    lines = source.split(b"\n")
+    for key, (end_line, doc) in oracle.items():
+        sym = ours[key]
+        # tree-sitter keeps comments indented at body level inside the body; ast stops at the last statement
+        assert sym.end_line >= end_line
+        assert all(not ln.strip() or ln.strip().startswith(b"#") for ln in lines[end_line:sym.end_line])
+        if "\\" not in sym.docstring:  # we keep escapes as written; ast decodes them
+            assert sym.docstring == doc, key
 
 
 # ------------------------------------------------------------------------------------------------ robustness
