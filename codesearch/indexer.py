@@ -6,6 +6,7 @@ change, and the daemon's per-path updates (``paths=``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -41,8 +42,8 @@ Progress = Callable[[str, int, int], None]
 _MINIFIED_MIN_BYTES = 2048
 _MINIFIED_MAX_LINE = 5000
 _MINIFIED_MEAN_LINE = 300
-#: Texts embedded between two commits of the vector cache.
-_EMBED_CHUNK = 256
+#: Texts embedded between two commits of the vector cache (and progress updates).
+_EMBED_CHUNK = 64
 
 
 @dataclass
@@ -148,7 +149,8 @@ def _read_file(root: Path, entry: FileEntry, max_bytes: int) -> tuple[str, bytes
 
 
 def index_repository(root: Path, settings: Settings, embedder: Embedder | None = None,
-                     progress: Progress | None = None, paths: Iterable[str] | None = None) -> IndexReport:
+                     progress: Progress | None = None, paths: Iterable[str] | None = None,
+                     lock: bool = True) -> IndexReport:
     """Create or update the index of ``root``.
 
     Args:
@@ -158,6 +160,8 @@ def index_repository(root: Path, settings: Settings, embedder: Embedder | None =
         progress: Optional progress callback.
         paths: If given, only these repository-relative paths are re-checked (the daemon's fast
             path); otherwise the whole tree is walked and anything gone is removed.
+        lock: Take the writer lock for this run; False when the caller already holds it (the
+            watch daemon holds it for its whole life).
 
     Returns:
         An IndexReport.
@@ -181,7 +185,7 @@ def index_repository(root: Path, settings: Settings, embedder: Embedder | None =
     model = embedder.info if embedder is not None else read_model_info(settings.model, settings.max_length)
     fmt = doc_format(model, settings)
     report = IndexReport(root=str(root), index_dir=str(index_dir))
-    with WriterLock(index_dir):
+    with WriterLock(index_dir) if lock else contextlib.nullcontext():
         writer = IndexWriter(index_dir, index_meta(model, settings))
         try:
             report.rebuild_reason = writer.rebuild_reason
@@ -278,6 +282,8 @@ def _embed_missing(writer: IndexWriter, updated: list[tuple[FileRecord, list[tup
                                        batch_size=settings.batch_size, threads=threads)
     tokens_before = getattr(embedder, "tokens_encoded", 0)
     t0 = time.perf_counter()
+    if progress:
+        progress("embed", 0, len(todo))
     for start in range(0, len(todo), _EMBED_CHUNK):
         chunk = todo[start:start + _EMBED_CHUNK]
         vectors = embedder.encode([texts[h] for h in chunk], kind="document")
