@@ -11,13 +11,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .config import SEARCH_MODES, Settings, load_settings
-from .errors import CodesearchError, IndexMissing, UsageError
-from .types import Hit
+from .errors import CodesearchError, IndexLocked, IndexMissing, UsageError
+
+if TYPE_CHECKING:
+    from .types import Hit
 
 log = logging.getLogger("codesearch")
 
@@ -46,14 +48,19 @@ class _Progress:
         if now - self.last < 0.2 and done != total:
             return
         self.last = now
-        rate = done / max(now - self.phase_started, 1e-6)
+        elapsed = now - self.phase_started
+        rate = done / elapsed if elapsed > 0.5 else 0.0
         if phase == "scan":
             line = f"scanning: {done} files"
         elif phase == "parse":
             line = f"parsing: {done}/{total} files"
         else:
-            eta = (total - done) / rate if rate > 0 else 0
-            line = f"embedding: {done}/{total} units  {rate:.1f} units/s  ETA {int(eta // 60)}m{int(eta % 60):02d}s"
+            if rate > 0:
+                eta = (total - done) / rate
+                line = (f"embedding: {done}/{total} units  {rate:.1f} units/s  "
+                        f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+            else:
+                line = f"embedding: {done}/{total} units"
         click.echo(f"\r\033[K{line}", nl=False, err=True)
 
     def close(self) -> None:
@@ -66,7 +73,7 @@ def _settings(repo: Path | None, **overrides: Any) -> Settings:
 
 
 def _resolve_repo(repo: str | None, index_dir: str | None) -> Path:
-    from .search import find_repo
+    from .client import find_repo  # search.find_repo's rule without numpy/faiss: keeps daemon queries fast
 
     if repo is not None:
         path = Path(repo).expanduser()
@@ -103,11 +110,15 @@ def index(path: str, index_dir: str | None, model: str | None, as_json: bool, ve
     if not root.is_dir():
         raise UsageError(f"not a directory: {path}")
     settings = _settings(root, index_dir=index_dir, model=model)
-    progress = _Progress(sys.stderr.isatty() and not as_json)
-    try:
-        report = index_repository(root, settings, progress=progress)
-    finally:
-        progress.close()
+    handed = _index_via_daemon(root, settings, model)
+    if handed is not None:
+        report = handed
+    else:
+        progress = _Progress(sys.stderr.isatty() and not as_json)
+        try:
+            report = index_repository(root, settings, progress=progress)
+        finally:
+            progress.close()
     if as_json:
         data = dict(vars(report), units_per_second=round(report.units_per_second, 2))
         click.echo(json.dumps(data, sort_keys=True))
@@ -123,40 +134,52 @@ def index(path: str, index_dir: str | None, model: str | None, as_json: bool, ve
         + (f"; not indexed: {skipped}" if skipped else ""))
 
 
+def _index_via_daemon(root: Path, settings: Settings, model: str | None) -> Any:
+    """If a watch daemon holds the index, let it run the update (it is the only writer); its report."""
+    import dataclasses
+
+    from .client import index_dir_for, reindex_via_daemon
+    from .indexer import IndexReport
+
+    handed = reindex_via_daemon(index_dir_for(root.resolve(), settings.index_dir), model)
+    if handed is None:
+        return None
+    pid, data = handed
+    click.echo(f"codesearch: the watch daemon (pid {pid}) holds this index; it ran the update", err=True)
+    return IndexReport(**{f.name: data[f.name] for f in dataclasses.fields(IndexReport) if f.name in data})
+
+
 def _hit_json(hit: Hit, explain: bool) -> dict[str, Any]:
-    s = hit.symbol
-    out: dict[str, Any] = {
-        "path": s.path, "start_line": s.start_line, "end_line": s.end_line, "name": s.name,
-        "qualified_name": s.qualified_name, "kind": s.kind, "language": s.language,
-        "score": round(hit.score, 6), "signature": s.signature, "summary": s.summary,
-    }
-    if explain:
-        out["explain"] = {"semantic_rank": hit.semantic_rank, "semantic_score": hit.semantic_score,
-                          "lexical_rank": hit.lexical_rank, "lexical_score": hit.lexical_score}
-    return out
+    from .client import hit_record
+
+    return hit_record(hit, explain)
 
 
-def _print_human(hits: list[Hit], root: Path, explain: bool) -> None:
-    if not hits:
+def _print_human(rows: list[dict[str, Any]], root: Path, explain: bool) -> None:
+    """Print result records (``_hit_json(hit, explain=True)``) for a terminal."""
+    if not rows:
         click.echo("no results", err=True)
         return
     cwd = Path.cwd()
-    for hit in hits:
-        s = hit.symbol
-        full = root / s.path
+    for row in rows:
+        full = root / row["path"]
         shown = str(full.relative_to(cwd)) if full.is_relative_to(cwd) else str(full)
-        loc = click.style(f"{shown}:{s.start_line}-{s.end_line}", fg="magenta")
-        name = click.style(s.qualified_name, fg="green", bold=True)
-        line = f"{loc}  {name}  {hit.score:.3f}"
+        loc = click.style(f"{shown}:{row['start_line']}-{row['end_line']}", fg="magenta")
+        name = click.style(row["qualified_name"], fg="green", bold=True)
+        line = f"{loc}  {name}  {row['score']:.3f}"
         if explain:
-            line += (f"  [semantic #{hit.semantic_rank or '-'} "
-                     f"{'' if hit.semantic_score is None else f'{hit.semantic_score:.3f}'}, "
-                     f"lexical #{hit.lexical_rank or '-'} "
-                     f"{'' if hit.lexical_score is None else f'{hit.lexical_score:.2f}'}]")
+            ex = row["explain"]
+            sem, lex = ex["semantic_score"], ex["lexical_score"]
+            line += (f"  [semantic #{ex['semantic_rank'] or '-'} {'' if sem is None else f'{sem:.3f}'}, "
+                     f"lexical #{ex['lexical_rank'] or '-'} {'' if lex is None else f'{lex:.2f}'}]")
         click.echo(line)
-        snippet = s.summary or s.signature
+        snippet = row["summary"] or row["signature"]
         if snippet:
             click.echo("    " + click.style(snippet[:160], dim=True))
+
+
+def _shown(row: dict[str, Any], explain: bool) -> dict[str, Any]:
+    return row if explain else {k: v for k, v in row.items() if k != "explain"}
 
 
 @cli.command()
@@ -174,22 +197,25 @@ def _print_human(hits: list[Hit], root: Path, explain: bool) -> None:
 def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[str, ...],
           kinds: tuple[str, ...], mode: str | None, as_json: bool, explain: bool, repo: str | None,
           index_dir: str | None, model: str | None) -> None:
-    """Search for TEXT; with no TEXT, read one query per line from stdin (JSON lines out)."""
-    from .index import IndexReader, find_index_dir
-    from .search import Searcher
+    """Search for TEXT; with no TEXT, read one query per line from stdin (JSON lines out).
+
+    A running `codesearch watch` daemon for the index answers the query (warm model, same results);
+    without one, the search runs in this process.
+    """
+    from .client import QueryRunner, index_dir_for
 
     _setup_logging(False)
     root = _resolve_repo(repo, index_dir)
     settings = _settings(root, index_dir=index_dir, model=model)
-    searcher = Searcher(IndexReader(find_index_dir(root, settings.index_dir)), settings)
+    runner = QueryRunner(index_dir_for(root, settings.index_dir), settings, use_daemon=model is None)
     try:
         if text is not None:
-            hits = searcher.search(text, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds)
+            rows = runner.search(text, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds)
             if as_json:
-                for hit in hits:
-                    click.echo(json.dumps(_hit_json(hit, explain)))
+                for row in rows:
+                    click.echo(json.dumps(_shown(row, explain)))
             else:
-                _print_human(hits, root, explain)
+                _print_human(rows, root, explain)
             return
         if sys.stdin.isatty():
             click.echo("reading queries from stdin, one per line (Ctrl-D to end)", err=True)
@@ -198,13 +224,13 @@ def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[
             if not q:
                 continue
             try:
-                hits = searcher.search(q, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds)
-                click.echo(json.dumps({"query": q, "results": [_hit_json(h, explain) for h in hits]}))
+                rows = runner.search(q, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds)
+                click.echo(json.dumps({"query": q, "results": [_shown(r, explain) for r in rows]}))
             except UsageError as exc:
                 click.echo(json.dumps({"query": q, "error": str(exc), "results": []}))
             sys.stdout.flush()
     finally:
-        searcher.close()
+        runner.close()
 
 
 @cli.command()
@@ -213,16 +239,26 @@ def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def status(repo: str | None, index_dir: str | None, as_json: bool) -> None:
     """Show what is indexed: files, units per language, model, and files that were not indexed."""
+    from .client import probe
     from .index import IndexReader, find_index_dir
 
     root = _resolve_repo(repo, index_dir)
     settings = _settings(root, index_dir=index_dir)
-    reader = IndexReader(find_index_dir(root, settings.index_dir))
+    daemon = probe(find_index_dir(root, settings.index_dir))
+    try:
+        reader = IndexReader(find_index_dir(root, settings.index_dir))
+    except IndexMissing:
+        if daemon is None:
+            raise
+        click.echo(json.dumps({"repo": str(root), "daemon": daemon}, sort_keys=True) if as_json
+                   else f"repo:    {root}\nindex:   not built yet\n{_daemon_line(daemon)}")
+        return
     try:
         info = reader.status()
     finally:
         reader.close()
     info["repo"] = str(root)
+    info["daemon"] = daemon
     if as_json:
         click.echo(json.dumps(info, sort_keys=True))
         return
@@ -238,6 +274,120 @@ def status(repo: str | None, index_dir: str | None, as_json: bool) -> None:
     for f in info["not_indexed"]:
         click.echo(f"  not indexed: {f['path']}: {f['status'].replace('_', ' ')}"
                    + (f" ({f['error']})" if f["error"] else ""))
+    click.echo(_daemon_line(daemon))
+
+
+def _daemon_line(d: dict[str, Any] | None) -> str:
+    """One line about the watch daemon (``codesearch status``)."""
+    if d is None:
+        return "daemon:  not running (`codesearch watch` keeps the index fresh)"
+    line = f"daemon:  pid {d['pid']}, {d['state']}, queue {d['queue']}"
+    cur = d.get("current")
+    if cur and cur.get("total"):
+        line += f" ({cur.get('phase')} {cur.get('done')}/{cur.get('total')})"
+    last = d.get("last_update")
+    if last:
+        when = time.strftime("%H:%M:%S", time.localtime(last["at"]))
+        what = "full pass" if last.get("full") else f"{last['files_changed']} changed, {last['files_deleted']} deleted"
+        line += f"; last update {when}: {what}, {last['embedded']} units embedded in {last['seconds']:.2f}s"
+    if d.get("rss_mb"):
+        line += f"; {d['rss_mb']:.0f} MB"
+    if d.get("last_error"):
+        line += f"\n  last error: {d['last_error']}"
+    return line
+
+
+def _setup_watch_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="codesearch: %(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("codesearch").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False, path_type=str))
+@click.option("--index-dir", help="Where the index lives (default: PATH/.codesearch).")
+@click.option("--model", help="Encoder model directory (default: the packaged all-MiniLM-L6-v2).")
+@click.option("--detach", is_flag=True, help="Run in the background (log: INDEX_DIR/daemon.log).")
+@click.option("--stop", is_flag=True, help="Stop the daemon watching PATH.")
+@click.option("--status", "show_status", is_flag=True, help="Show the daemon watching PATH (exit 1: none runs).")
+@click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Log each update: what was re-indexed and how long it took.")
+def watch(path: str, index_dir: str | None, model: str | None, detach: bool, stop: bool, show_status: bool,
+          as_json: bool, verbose: bool) -> None:
+    """Keep the index of PATH fresh while files change, and answer queries from a warm process.
+
+    Runs in the foreground until Ctrl-C, SIGTERM or `codesearch watch --stop`; --detach runs it in
+    the background. It first brings the index up to date (a full incremental pass), then re-indexes
+    each saved file within about a second. `codesearch query` uses it when it runs; `codesearch index`
+    hands its run to it.
+    """
+    from . import client
+
+    if stop or show_status:
+        root = _resolve_repo(None if path == "." else path, index_dir)
+        settings = _settings(root, index_dir=index_dir)
+        idir = client.index_dir_for(root, settings.index_dir)
+        if stop:
+            pid = client.stop_daemon(idir)
+            click.echo(f"stopped the watch daemon (pid {pid})" if pid is not None
+                       else f"no watch daemon is running for {root}", err=True)
+            return
+        info = client.probe(idir)
+        if info is None:
+            raise CodesearchError(f"no watch daemon is running for {root}")
+        if as_json:
+            click.echo(json.dumps(info, sort_keys=True))
+            return
+        click.echo(f"repo:    {root}\n" + _daemon_line(info))
+        for f in info.get("not_indexed", []):
+            click.echo(f"  not indexed: {f['path']}: {f['status'].replace('_', ' ')}"
+                       + (f" ({f['error']})" if f["error"] else ""))
+        return
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"not a directory: {path}")
+    root = root.resolve()
+    settings = _settings(root, index_dir=index_dir, model=model)
+    if detach:
+        _detach(root, client.index_dir_for(root, settings.index_dir), model, verbose)
+        return
+    from .daemon import Daemon
+
+    _setup_watch_logging(verbose)
+    daemon = Daemon(root, settings)
+    daemon.on_ready = lambda: click.echo(
+        f"codesearch: watching {root} (pid {os.getpid()}); Ctrl-C stops", err=True)
+    if daemon.run() != 0:
+        raise CodesearchError(f"the watch daemon stopped after an error: {daemon.fatal}")
+
+
+def _detach(root: Path, idir: Path, model: str | None, verbose: bool) -> None:
+    """Start ``codesearch watch`` in the background and wait until it answers on its socket."""
+    import subprocess
+
+    from . import client
+
+    running = client.probe(idir)
+    if running is not None:
+        raise IndexLocked(f"a codesearch watch daemon (pid {running['pid']}) already keeps {root} up to date")
+    idir.mkdir(parents=True, exist_ok=True)
+    log_path = idir / client.LOG_NAME
+    cmd = [sys.executable, "-m", "codesearch.cli", "watch", str(root), "--index-dir", str(idir)]
+    cmd += (["--model", model] if model else []) + (["-v"] if verbose else [])
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            raise CodesearchError("the watch daemon did not start: " + (" / ".join(tail) or f"exit {proc.returncode}"))
+        info = client.probe(idir, timeout=1.0)
+        if info is not None and info.get("pid") == proc.pid:
+            click.echo(f"codesearch: watching {root} in the background (pid {proc.pid}, log {log_path})", err=True)
+            return
+        time.sleep(0.1)
+    raise CodesearchError(f"the watch daemon (pid {proc.pid}) did not answer within 300s; see {log_path}")
 
 
 def main(argv: list[str] | None = None) -> int:

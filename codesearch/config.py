@@ -40,6 +40,9 @@ class Settings:
             (min-max normalised scores).
         semantic_weight: Weight of the semantic side in the fusion, in [0, 1].
         rrf_k: The constant of reciprocal-rank fusion.
+        debounce_ms: Watch daemon: a changed path is re-indexed once no event has touched it for this long.
+        debounce_max_ms: Watch daemon: a path that keeps changing is re-indexed at the latest this long
+            after its first pending event.
     """
 
     model: str | None = None
@@ -56,6 +59,8 @@ class Settings:
     fusion: str = "rrf"
     semantic_weight: float = 0.5
     rrf_k: int = 60
+    debounce_ms: int = 300
+    debounce_max_ms: int = 2000
 
     def __post_init__(self) -> None:
         if self.doc_text_format not in DOC_TEXT_FORMATS:
@@ -70,6 +75,8 @@ class Settings:
         for name in ("max_length", "batch_size", "max_file_bytes", "k", "oversample", "rrf_k"):
             if getattr(self, name) < 1:
                 raise UsageError(f"setting {name} must be at least 1")
+        if self.debounce_ms < 0 or self.debounce_max_ms < self.debounce_ms:
+            raise UsageError("settings: need 0 <= debounce_ms <= debounce_max_ms")
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied; ``None`` values are ignored."""
