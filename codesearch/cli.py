@@ -390,6 +390,16 @@ def _detach(root: Path, idir: Path, model: str | None, verbose: bool) -> None:
     raise CodesearchError(f"the watch daemon (pid {proc.pid}) did not answer within 300s; see {log_path}")
 
 
+@cli.command()
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Also append the server's log to this file.")
+@click.option("--debug", is_flag=True, help="Log every message (pygls' own log included).")
+def lsp(log_file: str | None, debug: bool) -> None:
+    """Run the language server on stdin/stdout (editors start it; see docs/lsp.md)."""
+    from .lsp import serve
+
+    serve(log_file=log_file, verbose=debug)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning known errors into one line and an exit code."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,1295 @@
+"""``codesearch lsp``: a language server (pygls 2.x) that answers semantic code searches for editors.
+
+Protocol (documented with JSON examples in docs/lsp.md):
+
+* ``codesearch/search`` request ``{query, k?, language?, path?, kind?, mode?}`` -> ``{results: [...]}``;
+  the same as ``workspace/executeCommand`` ``codesearch.search``. ``codesearch.reindex`` and
+  ``codesearch.status`` are commands too; ``workspace/symbol`` is answered by semantic search.
+* The server pushes ``codesearch/status`` notifications when the index state changes, and reports
+  index builds as ``$/progress`` work-done progress.
+* Open buffers: ``didOpen``/``didChange`` (debounced) put the buffer's units into an in-memory
+  overlay (:mod:`codesearch.overlay`); ``didSave`` updates the index of that file.
+
+Threads: the pygls event loop handles messages; one *index worker* thread runs everything that
+writes the index or loads the model (in order); a small pool runs searches and buffer updates, and
+one more thread waits on the watch daemon. Each workspace root's reader is used under its own lock.
+Handlers never let an exception escape as anything but a JSON-RPC error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import queue
+import re
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+from lsprotocol import types
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcServerNotInitialized,
+)
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.uris import from_fs_path, to_fs_path
+
+from .config import SEARCH_MODES, Settings, load_settings
+from .embed import Embedder, TransformerEmbedder, cpu_threads
+from .errors import CodesearchError, IndexCorrupt, IndexLocked, IndexMissing, IndexStale, UsageError
+from .index import IndexReader, find_index_dir
+from .indexer import index_repository
+from .overlay import BufferOverlay, QueryVectorCache, overlay_search
+from .search import Searcher
+from .types import Hit
+from .walk import Ignorer, entry_for
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The custom search request.
+SEARCH_METHOD = "codesearch/search"
+#: Server -> client notification carrying the index state (for status bars).
+STATUS_NOTIFICATION = "codesearch/status"
+CMD_SEARCH = "codesearch.search"
+CMD_REINDEX = "codesearch.reindex"
+CMD_STATUS = "codesearch.status"
+COMMANDS = (CMD_SEARCH, CMD_REINDEX, CMD_STATUS)
+#: LSP error code for a well-formed request that failed (index or model unusable).
+REQUEST_FAILED = -32803
+#: Most results one search may ask for.
+MAX_K = 1000
+#: Lines of code in a result's snippet.
+SNIPPET_LINES = 6
+
+_SYMBOL_KINDS = {
+    "function": types.SymbolKind.Function,
+    "method": types.SymbolKind.Method,
+    "constructor": types.SymbolKind.Constructor,
+    "class": types.SymbolKind.Class,
+}
+
+
+class RequestFailed(JsonRpcException):
+    """A well-formed request that could not be answered (LSP ``RequestFailed``)."""
+
+    CODE = REQUEST_FAILED
+
+
+# --------------------------------------------------------------------------------------------------
+# Options
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What a client can configure (``initializationOptions`` or the ``codesearch`` section of
+    ``workspace/didChangeConfiguration``); camelCase on the wire, unknown keys ignored.
+
+    Attributes:
+        model: ``modelPath``: encoder model directory (default: the repository's settings).
+        index_dir: ``indexDir``: index directory; relative paths are relative to each workspace root.
+        k: ``k``: default number of results.
+        mode: ``mode``: default ranking mode (hybrid, semantic, lexical).
+        ignore: ``ignore`` (or ``ignorePatterns``): extra gitignore-style patterns.
+        threads: ``threads``: torch threads of the encoder (0: all cores).
+        debounce_ms: ``debounceMs``: delay after the last edit before a buffer is re-embedded (and the
+            watcher's per-path debounce).
+        watch: ``watch``: keep the index fresh with a file watcher (else only on save).
+    """
+
+    model: str | None = None
+    index_dir: str | None = None
+    k: int | None = None
+    mode: str | None = None
+    ignore: tuple[str, ...] | None = None
+    threads: int | None = None
+    debounce_ms: int | None = None
+    watch: bool = True
+
+    def settings_for(self, root: Path) -> Settings:
+        """The repository's settings (``.codesearch.toml``, environment) with these options on top."""
+        index_dir = self.index_dir
+        if index_dir is not None and not Path(index_dir).expanduser().is_absolute():
+            index_dir = str(root / index_dir)
+        settings = load_settings(root).replace(model=self.model, index_dir=index_dir, k=self.k, mode=self.mode,
+                                               ignore=self.ignore, threads=self.threads)
+        if self.debounce_ms is not None:
+            settings = settings.replace(debounce_ms=self.debounce_ms,
+                                        debounce_max_ms=max(self.debounce_ms, settings.debounce_max_ms))
+        return settings
+
+
+_ALIASES = {"modelPath": "model", "ignorePatterns": "ignore", "indexDirectory": "index_dir"}
+
+
+def _snake(name: str) -> str:
+    return _ALIASES.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def parse_options(raw: Any, base: ServerOptions | None = None) -> tuple[ServerOptions, list[str]]:
+    """Map client options onto ServerOptions.
+
+    Args:
+        raw: ``initializationOptions`` or configuration settings: an object, optionally wrapped in
+            ``{"codesearch": {...}}``; None keeps ``base``.
+        base: The options to start from (default: all defaults).
+
+    Returns:
+        (options, problems): a bad value is reported in ``problems`` and leaves that option as it was.
+    """
+    opts = base or ServerOptions()
+    if raw is None:
+        return opts, []
+    if not isinstance(raw, dict):
+        return opts, [f"options must be an object, not {type(raw).__name__}"]
+    if isinstance(raw.get("codesearch"), dict):
+        raw = raw["codesearch"]
+    changes: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        name = _snake(str(key))
+        try:
+            if name in ("model", "index_dir"):
+                if value is not None and not isinstance(value, str):
+                    raise TypeError("a path string")
+                changes[name] = value or None
+            elif name in ("k", "threads", "debounce_ms"):
+                if value is None:
+                    changes[name] = None
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError("an integer")
+                low = 1 if name == "k" else 0
+                if value < low or (name == "k" and value > MAX_K):
+                    raise TypeError(f"an integer from {low}" + (f" to {MAX_K}" if name == "k" else ""))
+                changes[name] = value
+            elif name == "mode":
+                if value is not None and value not in SEARCH_MODES:
+                    raise TypeError(f"one of {', '.join(SEARCH_MODES)}")
+                changes[name] = value
+            elif name == "ignore":
+                if isinstance(value, str):
+                    value = [p.strip() for p in value.split(",") if p.strip()]
+                if value is not None and not (isinstance(value, list) and all(isinstance(p, str) for p in value)):
+                    raise TypeError("a list of patterns")
+                changes[name] = None if value is None else tuple(value)
+            elif name == "watch":
+                if not isinstance(value, bool):
+                    raise TypeError("true or false")
+                changes[name] = value
+        except TypeError as exc:
+            problems.append(f"option {key!r} must be {exc}, not {json.dumps(value)}")
+    return replace(opts, **changes), problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Search requests
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A validated ``codesearch/search`` request.
+
+    Attributes:
+        query: Query text (may hold ``lang:``/``path:``/``kind:`` filters and quoted phrases).
+        k: Number of results (None: settings).
+        languages: Language filters.
+        paths: Path prefix or glob filters.
+        kinds: Kind filters.
+        mode: Ranking mode (None: settings).
+        root: Only this workspace folder (a URI or path), or None for all.
+    """
+
+    query: str
+    k: int | None = None
+    languages: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    mode: str | None = None
+    root: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> SearchRequest:
+        """Validate request params; raises JsonRpcInvalidParams naming the bad field."""
+        if isinstance(raw, str):
+            raw = {"query": raw}
+        if not isinstance(raw, dict):
+            raise JsonRpcInvalidParams(f"params must be an object with a 'query', not {type(raw).__name__}")
+        query = raw.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise JsonRpcInvalidParams("'query' must be a non-empty string")
+        k = raw.get("k")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K):
+            raise JsonRpcInvalidParams(f"'k' must be an integer from 1 to {MAX_K}")
+        mode = raw.get("mode")
+        if mode is not None and mode not in SEARCH_MODES:
+            raise JsonRpcInvalidParams(f"'mode' must be one of {', '.join(SEARCH_MODES)}")
+        root = raw.get("root", raw.get("workspaceFolder"))
+        if root is not None and not isinstance(root, str):
+            raise JsonRpcInvalidParams("'root' must be a URI string")
+        return cls(query=query, k=k, mode=mode, root=root,
+                   languages=_strings(raw, "language", "languages"), paths=_strings(raw, "path", "paths"),
+                   kinds=_strings(raw, "kind", "kinds"))
+
+
+def _strings(raw: dict[str, Any], *names: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for name in names:
+        value = raw.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out += value
+        else:
+            raise JsonRpcInvalidParams(f"'{name}' must be a string or a list of strings")
+    return tuple(out)
+
+
+def command_request(args: Sequence[Any]) -> SearchRequest:
+    """The SearchRequest of ``codesearch.search`` arguments: ``[{...}]``, ``["query"]`` or ``["query", k]``."""
+    if len(args) == 1:
+        return SearchRequest.from_json(args[0])
+    if len(args) == 2 and isinstance(args[0], str):
+        return SearchRequest.from_json({"query": args[0], "k": args[1]})
+    raise JsonRpcInvalidParams("codesearch.search takes one argument: {query, k?, language?, path?, kind?, mode?}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Converting hits
+
+
+def _column(prefix: bytes, encoding: str) -> int:
+    text = prefix.decode("utf-8", "replace")
+    if encoding == types.PositionEncodingKind.Utf8.value:
+        return len(prefix)
+    if encoding == types.PositionEncodingKind.Utf32.value:
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _line_prefix(data: bytes | None, hit: Hit) -> bytes | None:
+    """The bytes between the start of the hit's first line and its start, when ``data`` still holds its code."""
+    s = hit.symbol
+    if data is None or data[s.start_byte:s.end_byte] != s.code.encode("utf-8", "surrogatepass"):
+        return None
+    return data[data.rfind(b"\n", 0, s.start_byte) + 1:s.start_byte]
+
+
+def hit_range(data: bytes | None, hit: Hit, encoding: str) -> dict[str, Any]:
+    """The LSP range of a hit: exact columns when ``data`` (the file's bytes) still holds its code,
+    else whole lines."""
+    s = hit.symbol
+    prefix = _line_prefix(data, hit)
+    if data is not None and prefix is not None:
+        end_col = _column(data[data.rfind(b"\n", 0, s.end_byte) + 1:s.end_byte], encoding)
+        return {"start": {"line": s.start_line - 1, "character": _column(prefix, encoding)},
+                "end": {"line": s.end_line - 1, "character": end_col}}
+    return {"start": {"line": s.start_line - 1, "character": 0}, "end": {"line": s.end_line, "character": 0}}
+
+
+def snippet(code: str, indent: str = "", lines: int = SNIPPET_LINES) -> str:
+    """The first lines of a unit's code, dedented.
+
+    Args:
+        code: The unit's code (its first line starts at the definition, after any indentation).
+        indent: The whitespace before the definition on its first line.
+        lines: How many lines.
+    """
+    head = "\n".join(code.splitlines()[:lines])
+    return textwrap.dedent(indent + head) if indent.strip() == "" else head
+
+
+# --------------------------------------------------------------------------------------------------
+# Protocol hardening
+
+
+@attrs.define
+class _RawRequest:
+    """A request whose params stay plain JSON (our custom method)."""
+
+    id: int | str
+    method: str
+    jsonrpc: str
+    params: Any = None
+
+
+@attrs.define
+class _Rejected:
+    """A request that could not be read; answered with ``error``."""
+
+    id: int | str | None
+    error: JsonRpcException
+    method: str = ""
+
+
+class CodesearchProtocol(LanguageServerProtocol):
+    """pygls' protocol, made to answer every malformed request with a JSON-RPC error.
+
+    pygls 2.1 drops some bad messages silently (a request whose params fail validation, requests
+    after ``shutdown``) and answers others with nothing, which leaves a client waiting forever.
+    """
+
+    def get_message_type(self, method: str) -> Any:  # type: ignore[override]
+        """Custom methods keep their params as plain JSON; LSP methods use lsprotocol's types."""
+        if method == SEARCH_METHOD:
+            return _RawRequest
+        return super().get_message_type(method)
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """Structure a message; a request that cannot be structured becomes a _Rejected."""
+        if "jsonrpc" not in data:
+            return data
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if "method" in data and "id" in data:
+                msg_id = data["id"] if isinstance(data["id"], int | str) and not isinstance(data["id"], bool) else None
+                cause = exc.__cause__
+                detail = f"invalid params for {data['method']!r}" + (f": {_short(cause)}" if cause else "")
+                return _Rejected(msg_id, JsonRpcInvalidParams(detail), str(data["method"]))
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        """Dispatch a message, answering what pygls would drop."""
+        if isinstance(message, _Rejected):
+            self._send_response(message.id, error=message.error.to_response_error())  # type: ignore[arg-type]
+            return
+        if not attrs.has(type(message)):
+            # Valid JSON but not a JSON-RPC message (no "jsonrpc", an array, a number...).
+            msg_id = message.get("id") if isinstance(message, dict) else None
+            if not isinstance(msg_id, int | str) or isinstance(msg_id, bool):
+                msg_id = None
+            if not (isinstance(message, dict) and "method" in message and "id" not in message):
+                self._send_response(msg_id, error=JsonRpcInvalidRequest(  # type: ignore[arg-type]
+                    "not a JSON-RPC 2.0 request (need jsonrpc: \"2.0\", method and id)").to_response_error())
+            return
+        method = getattr(message, "method", None)
+        is_request = method is not None and hasattr(message, "id")
+        if is_request and (not isinstance(message.id, int | str) or isinstance(message.id, bool)):
+            self._send_response(None, error=JsonRpcInvalidRequest(  # type: ignore[arg-type]
+                "the id of a request must be a number or a string").to_response_error())
+            return
+        if getattr(message, "jsonrpc", None) != self.VERSION:
+            if is_request:
+                self._send_response(message.id, error=JsonRpcInvalidRequest(
+                    "jsonrpc must be \"2.0\"").to_response_error())
+            return
+        if is_request and self._shutdown and method != types.EXIT:
+            self._send_response(message.id, error=JsonRpcInvalidRequest(
+                "the server is shutting down").to_response_error())
+            return
+        server = self._server
+        if isinstance(server, CodesearchServer) and not server.initialized and method is not None \
+                and method not in (types.INITIALIZE, types.EXIT):
+            if is_request:
+                self._send_response(message.id, error=JsonRpcServerNotInitialized(
+                    "send initialize first").to_response_error())
+            return
+        super().handle_message(message)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+# --------------------------------------------------------------------------------------------------
+# Workspace roots
+
+
+class RootIndex:
+    """One workspace folder: its settings, searcher, unsaved buffers and index state.
+
+    Args:
+        root: The folder (resolved).
+        settings: Its settings.
+    """
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root
+        self.uri = from_fs_path(str(root)) or root.as_uri()
+        self.settings = settings
+        #: starting | indexing | ready | error
+        self.state = "starting"
+        self.message = "starting"
+        #: Who keeps the index fresh: "watcher" (in-process), "daemon", "shared" (another writer),
+        #: "saves" (this server, on save only), or "" before the first build.
+        self.freshness = ""
+        self.searcher: Searcher | None = None
+        self.overlay: BufferOverlay | None = None
+        self.lock = threading.Lock()
+        self.ready = asyncio.Event()
+        self.watcher: Any = None
+        self.progress: tuple[int, int] | None = None
+        self.last_report: dict[str, Any] | None = None
+
+    @property
+    def index_dir(self) -> Path:
+        """Where the index lives."""
+        return find_index_dir(self.root, self.settings.index_dir)
+
+    def relative(self, path: Path) -> str | None:
+        """``path`` relative to the root (forward slashes), or None if outside it or in the index dir."""
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return None
+        try:
+            path.relative_to(self.index_dir)
+            return None
+        except ValueError:
+            return rel.as_posix()
+
+    def close(self) -> None:
+        """Stop the watcher and close the index."""
+        if self.watcher is not None:
+            try:
+                self.watcher.close()
+            except Exception:  # closing must not fail
+                log.exception("stopping the watcher failed")
+            self.watcher = None
+        with self.lock:
+            if self.searcher is not None:
+                self.searcher.close()
+                self.searcher = None
+
+
+class _IndexWorker:
+    """One daemon thread that runs index jobs in order (builds, updates, model loads).
+
+    A daemon thread, so that ``exit`` never waits for a long build: an interrupted build leaves the
+    previous index generation intact.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="codesearch-index", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        fut: Future[T] = Future()
+        self._jobs.put((fn, fut))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            fn, fut = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # handed to whoever waits
+                fut.set_exception(exc)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
+# --------------------------------------------------------------------------------------------------
+# The server
+
+
+class CodesearchServer(LanguageServer):
+    """The codesearch language server. Handlers are registered by :func:`create_server`."""
+
+    def __init__(self) -> None:
+        super().__init__("codesearch", _version(), protocol_cls=CodesearchProtocol,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.initialized = False
+        self.options = ServerOptions()
+        self.roots: dict[Path, RootIndex] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._worker = _IndexWorker()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="codesearch-query")
+        # Requests to the watch daemon wait for its updates: kept off the query threads.
+        self._daemon_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codesearch-daemon")
+        self._embedders: dict[tuple[str | None, int, int], TransformerEmbedder] = {}
+        self._pending: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        self._started = False
+        self.shutting_down = False
+
+    # ---- plumbing -------------------------------------------------------------------------------
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Log errors to the client's log (not pop-ups); answer JSON that cannot be parsed with -32700."""
+        if isinstance(error, ValueError) and not isinstance(error, JsonRpcException):
+            # json.loads failed on a message body (JSONDecodeError or bad UTF-8).
+            self.protocol._send_response(None, error=types.ResponseError(  # type: ignore[arg-type]
+                code=-32700, message=f"parse error: {_short(error)}"))
+        log.warning("%s: %s", getattr(source, "__name__", source), _short(error))
+        self._log(f"codesearch: {_short(error)}", types.MessageType.Warning)
+
+    def _log(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
+        try:
+            self.window_log_message(types.LogMessageParams(type=kind, message=message))
+        except Exception:  # logging must not fail
+            log.debug("could not send log message", exc_info=True)
+
+    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the event loop thread (everything that writes to the client does)."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _run_on_loop(self, coro: Any, timeout: float = 10.0) -> Any:
+        """Run a coroutine on the loop from a worker thread and wait for it."""
+        if self.loop is None:
+            return None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def publish_status(self) -> None:
+        """Send ``codesearch/status`` (on the loop thread)."""
+        try:
+            self.protocol.notify(STATUS_NOTIFICATION, self.status())
+        except Exception:
+            log.debug("could not send status", exc_info=True)
+
+    def _set_state(self, root: RootIndex, state: str, message: str) -> None:
+        root.state, root.message = state, message
+        log.info("%s: %s (%s)", root.root, state, message)
+        self._call_soon(self.publish_status)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def on_initialize(self, params: types.InitializeParams) -> None:
+        """Record the workspace roots and options; the index work starts on ``initialized``."""
+        self.loop = asyncio.get_running_loop()
+        self.options, problems = parse_options(params.initialization_options)
+        for p in problems:
+            self._log(f"codesearch: {p}", types.MessageType.Warning)
+        folders = [f.uri for f in params.workspace_folders or []]
+        if not folders and params.root_uri:
+            folders = [params.root_uri]
+        if not folders and params.root_path:
+            folders = [from_fs_path(params.root_path) or params.root_path]
+        for uri in folders:
+            self.add_root(uri)
+        self.initialized = True
+
+    def add_root(self, uri: str) -> RootIndex | None:
+        """Start serving a workspace folder (no-op if served or not a local directory)."""
+        path = to_fs_path(uri) if "://" in uri else uri
+        if not path or not Path(path).is_dir():
+            self._log(f"codesearch: workspace folder {uri} is not a local directory; ignored",
+                      types.MessageType.Warning)
+            return None
+        root_path = Path(path).resolve()
+        if root_path in self.roots:
+            return self.roots[root_path]
+        try:
+            settings = self.options.settings_for(root_path)
+        except CodesearchError as exc:
+            settings = Settings()
+            self._log(f"codesearch: {exc}; using default settings", types.MessageType.Warning)
+        root = RootIndex(root_path, settings)
+        self.roots[root_path] = root
+        if self._started:
+            self._start_root(root)
+        return root
+
+    def start(self) -> None:
+        """Open or build every root's index (called on ``initialized``, or by the first search)."""
+        if self._started:
+            return
+        self._started = True
+        for root in self.roots.values():
+            self._start_root(root)
+
+    def _start_root(self, root: RootIndex) -> None:
+        fut = self._worker.submit(lambda: self._open_root(root))
+        fut.add_done_callback(lambda f: self._root_failed(root, f))
+
+    def _root_failed(self, root: RootIndex, fut: Future[Any]) -> None:
+        exc = fut.exception()
+        if exc is None:
+            return
+        message = str(exc) if isinstance(exc, CodesearchError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, CodesearchError):
+            log.error("opening %s failed", root.root, exc_info=exc)
+        self._set_state(root, "error", message)
+        self._call_soon(root.ready.set)
+        self._call_soon(self._log, f"codesearch: {root.root}: {message}", types.MessageType.Error)
+
+    def remove_root(self, uri: str) -> None:
+        """Stop serving a workspace folder."""
+        path = to_fs_path(uri) if "://" in uri else uri
+        root = self.roots.pop(Path(path).resolve(), None) if path else None
+        if root is not None:
+            self._worker.submit(root.close)
+
+    async def on_shutdown(self) -> None:
+        """Stop pending buffer updates and the watchers (their sockets go away; an update in progress
+        is abandoned, its committed state stays)."""
+        self.shutting_down = True
+        for _, task in self._pending.values():
+            task.cancel()
+        self._pending.clear()
+        assert self.loop is not None
+        closing = [self.loop.run_in_executor(None, self._stop_watcher, r) for r in self.roots.values()]
+        if closing:
+            await asyncio.wait(closing, timeout=20)
+
+    @staticmethod
+    def _stop_watcher(root: RootIndex) -> None:
+        watcher, root.watcher = root.watcher, None
+        if watcher is not None:
+            try:
+                watcher.close()
+            except Exception:
+                log.exception("stopping the watcher of %s failed", root.root)
+
+    def on_exit(self) -> None:
+        """Leave at once: exit code 0 after ``shutdown``, 1 without (per the LSP)."""
+        code = 0 if self.shutting_down else 1
+        for root in self.roots.values():
+            if root.watcher is not None:  # exit without shutdown: still remove the sockets
+                threading.Thread(target=self._stop_watcher, args=(root,), daemon=True).start()
+        deadline = time.monotonic() + 5
+        while any(r.watcher is not None for r in self.roots.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._worker.stop()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            # A build may be running on the index thread; it holds no state worth waiting for
+            # (the published generation stays intact), and pygls would otherwise wait for its
+            # stdin reader thread.
+            os._exit(code)
+
+    # ---- opening and updating indexes (index worker thread) ---------------------------------------
+
+    def embedder_for(self, settings: Settings) -> TransformerEmbedder:
+        """The encoder for ``settings`` (loaded once per model).
+
+        One torch thread, like the watch daemon and ``codesearch query`` (so query vectors equal
+        theirs bit for bit, and a query is not slowed by thread contention); index builds spread
+        document batches over every core instead (:func:`_build_encoder`).
+        """
+        threads = settings.threads or 1
+        key = (settings.model, settings.max_length, threads)
+        if key not in self._embedders:
+            self._embedders[key] = TransformerEmbedder(settings.model, max_length=settings.max_length,
+                                                       batch_size=settings.batch_size, threads=threads)
+        return self._embedders[key]
+
+    def _open_root(self, root: RootIndex) -> None:
+        """Load the model, open the index, update or build it, start keeping it fresh."""
+        self._set_state(root, "starting", "loading the model")
+        embedder = self.embedder_for(root.settings)
+        self._try_open(root, embedder)
+        if self._daemon_running(root):
+            root.freshness = "daemon"
+        else:
+            try:
+                self._index(root, embedder, None, "Indexing" if root.searcher is None else "Updating index")
+                root.freshness = "saves"
+            except IndexLocked as exc:
+                root.freshness = "daemon" if self._daemon_running(root) else "shared"
+                self._log_from_worker(f"codesearch: {exc}; searching its index meanwhile")
+        while root.searcher is None:
+            if self._try_open(root, embedder):
+                break
+            if root.freshness not in ("shared", "daemon"):
+                raise IndexMissing(f"no index in {root.index_dir} after indexing")
+            self._set_state(root, "indexing", "waiting for another codesearch process to build the index")
+            time.sleep(1.0)
+            if self.shutting_down or self.roots.get(root.root) is not root:
+                return
+        if root.freshness == "saves" and self.options.watch:
+            self._start_watcher(root, embedder)
+        self._set_state(root, "ready", self._summary(root))
+        self._call_soon(self._refresh_buffers, root)
+
+    def _try_open(self, root: RootIndex, embedder: TransformerEmbedder) -> bool:
+        """Open the index for searching if it is usable as it is; returns whether it is open."""
+        if root.searcher is not None:
+            return True
+        try:
+            reader = IndexReader(root.index_dir)
+        except (IndexMissing, IndexStale, IndexCorrupt):
+            return False
+        try:
+            query_encoder = QueryVectorCache(embedder)
+            searcher = Searcher(reader, root.settings, query_encoder)
+        except IndexStale:
+            reader.close()
+            return False
+        with root.lock:
+            root.searcher = searcher
+            root.overlay = BufferOverlay(query_encoder, reader.meta.get("doc_text_format") or
+                                         root.settings.doc_text_format)
+        self._call_soon(root.ready.set)
+        return True
+
+    def _index(self, root: RootIndex, embedder: Embedder, paths: list[str] | None, title: str) -> dict[str, Any]:
+        """Run the indexer for ``root`` (all files, or ``paths``), with work-done progress for full runs."""
+        token = self._begin_progress(title, root) if paths is None else None
+        if paths is None:
+            self._set_state(root, "indexing", f"{title.lower()}")
+        last = [0.0]
+
+        def progress(phase: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] < 0.25 and done != total:
+                return
+            last[0] = now
+            root.progress = (done, total)
+            message = {"scan": f"scanning: {done} files", "parse": f"parsing: {done}/{total} files",
+                       "embed": f"embedding: {done}/{total} units"}.get(phase, phase)
+            # Parsing is the first tenth of the bar, embedding the rest.
+            pct = None if not total else done * 10 // total if phase == "parse" else 10 + done * 90 // total
+            root.message = message
+            if token is not None:
+                self._call_soon(self.work_done_progress.report, token,
+                                types.WorkDoneProgressReport(message=message, percentage=pct))
+            self._call_soon(self.publish_status)
+
+        encoder = _build_encoder(embedder, root.settings) if paths is None else embedder
+        try:
+            report = index_repository(root.root, root.settings, encoder, progress=progress, paths=paths)
+        finally:
+            root.progress = None
+            if encoder is not embedder:
+                encoder.close()  # type: ignore[attr-defined]
+            if token is not None:
+                self._call_soon(self.work_done_progress.end, token, types.WorkDoneProgressEnd(message="done"))
+        data = {k: v for k, v in vars(report).items() if isinstance(v, int | float | str | dict | type(None))}
+        root.last_report = data
+        if paths is None:
+            self._log_from_worker(f"codesearch: {root.root}: {report.files} files, {report.units} units "
+                                  f"({report.embedded} embedded) in {report.seconds:.1f}s")
+        return data
+
+    def _begin_progress(self, title: str, root: RootIndex) -> str | None:
+        caps = self.client_capabilities
+        if caps is None or caps.window is None or not caps.window.work_done_progress:
+            return None
+        token = f"codesearch-{uuid.uuid4().hex[:8]}"
+
+        async def create() -> None:
+            await self.work_done_progress.create_async(token)
+            self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+                title=f"codesearch: {title}", message=root.root.name, percentage=0, cancellable=False))
+
+        try:
+            self._run_on_loop(create(), timeout=10.0)
+        except Exception as exc:  # no progress bar is not an error
+            log.info("no work-done progress: %s", exc)
+            return None
+        return token
+
+    def _log_from_worker(self, message: str) -> None:
+        self._call_soon(self._log, message)
+
+    def _daemon_running(self, root: RootIndex) -> str:
+        """"daemon" when a ``codesearch watch`` process serves this index (it keeps it fresh)."""
+        from .client import probe
+
+        return "daemon" if probe(root.index_dir, timeout=2.0) is not None else ""
+
+    def _start_watcher(self, root: RootIndex, embedder: Embedder) -> None:
+        """Keep the index fresh with the watch daemon (:class:`codesearch.daemon.Daemon`) in this process.
+
+        It holds the index's writer lock from now on and listens on the index's socket, so other
+        processes (``codesearch query``, a second editor) use it too.
+        """
+        from .daemon import Daemon
+
+        try:
+            watcher = Daemon(root.root, root.settings, embedder=embedder)
+            watcher.start()
+        except IndexLocked as exc:
+            root.freshness = "daemon" if self._daemon_running(root) else "shared"
+            log.info("no in-process watcher for %s: %s", root.root, exc)
+            return
+        except Exception as exc:  # without a watcher, saves still update the index
+            log.warning("no file watcher for %s: %s", root.root, exc)
+            self._log_from_worker(f"codesearch: no file watcher ({_short(exc)}); the index is updated on save")
+            return
+        root.watcher = watcher
+        root.freshness = "watcher"
+
+    def ask_daemon(self, root: RootIndex, req: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send a request to the watch daemon of ``root``: the in-process one, or the one on the socket."""
+        from .client import DaemonUnavailable, connect
+
+        watcher = root.watcher
+        if watcher is not None:
+            resp: dict[str, Any] = watcher.handle_request(req)
+            if "error" in resp:
+                raise RequestFailed(str(resp["error"]))
+            return resp
+        client = connect(root.index_dir, timeout=timeout)
+        if client is None:
+            raise RequestFailed(f"the codesearch watch daemon of {root.root} is gone")
+        try:
+            return client.request(req)
+        except (DaemonUnavailable, CodesearchError) as exc:
+            raise RequestFailed(str(exc)) from None
+        finally:
+            client.close()
+
+    def _summary(self, root: RootIndex) -> str:
+        with root.lock:
+            if root.searcher is None:
+                return root.message
+            try:
+                units = root.searcher.reader.count_units()
+            except Exception:
+                return "ready"
+        return f"{units} units"
+
+    # ---- buffers --------------------------------------------------------------------------------
+
+    def root_for(self, uri: str) -> tuple[RootIndex, str] | None:
+        """The root serving a document URI and the document's path relative to it."""
+        path = to_fs_path(uri) if uri.startswith("file:") else None
+        if not path:
+            return None
+        p = Path(path)
+        best: tuple[RootIndex, str] | None = None
+        for root in self.roots.values():
+            rel = root.relative(p)
+            if rel is not None and (best is None or len(str(root.root)) > len(str(best[0].root))):
+                best = (root, rel)
+        return best
+
+    def schedule_buffer(self, uri: str, delay: float) -> None:
+        """(Re)compute a buffer's overlay after ``delay`` seconds (restarting the timer if pending)."""
+        if self.shutting_down:
+            return
+        old = self._pending.pop(uri, None)
+        if old is not None:
+            old[1].cancel()
+        go = asyncio.Event()
+        task = asyncio.ensure_future(self._buffer_task(uri, go, delay))
+        self._pending[uri] = (go, task)
+
+    async def _buffer_task(self, uri: str, go: asyncio.Event, delay: float) -> None:
+        try:
+            await asyncio.wait_for(go.wait(), delay)
+        except TimeoutError:
+            pass
+        try:
+            doc = self.workspace.text_documents.get(uri)
+            found = self.root_for(uri)
+            if found is None:
+                return
+            root, rel = found
+            text = doc.source if doc is not None else None
+            assert self.loop is not None
+            await self.loop.run_in_executor(self._pool, self._update_buffer, root, rel, text)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a buffer that fails to parse is logged, not fatal
+            log.warning("buffer %s: %s", uri, exc)
+            self._log(f"codesearch: cannot index the unsaved text of {uri}: {_short(exc)}",
+                      types.MessageType.Warning)
+        finally:
+            current = self._pending.get(uri)
+            if current is not None and current[1] is asyncio.current_task():
+                del self._pending[uri]
+
+    def _update_buffer(self, root: RootIndex, rel: str, text: str | None) -> None:
+        """Overlay ``text`` for ``rel`` (or drop the overlay when the buffer is closed or not indexable)."""
+        overlay = root.overlay
+        if overlay is None or root.searcher is None:
+            return  # not ready: _refresh_buffers runs once it is
+        ignore = (*root.settings.ignore, *_index_dir_pattern(root))
+        if text is None or entry_for(root.root, rel, Ignorer(root.root, ignore)) is None:
+            overlay.drop(rel)
+            return
+        overlay.set_buffer(rel, text, root.searcher.reader, lock=root.lock)
+
+    def _refresh_buffers(self, root: RootIndex) -> None:
+        """Recompute the overlays of every open document of ``root`` (after it became ready or was saved)."""
+        for uri in list(self.workspace.text_documents):
+            found = self.root_for(uri)
+            if found is not None and found[0] is root:
+                self.schedule_buffer(uri, 0.0)
+
+    async def flush_buffers(self, roots: Sequence[RootIndex]) -> None:
+        """Apply pending buffer updates now, so a search sees the latest text of every buffer."""
+        waits = []
+        for uri, (go, task) in list(self._pending.items()):
+            found = self.root_for(uri)
+            if found is not None and found[0] in roots:
+                go.set()
+                waits.append(task)
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def on_saved(self, uri: str) -> None:
+        """Update the index for a saved file (unless a watcher or daemon does), then drop its overlay."""
+        found = self.root_for(uri)
+        if found is None:
+            return
+        root, rel = found
+        if root.searcher is None:
+            return
+        if root.freshness == "saves":
+            embedder = self.embedder_for(root.settings)
+
+            def job() -> None:
+                try:
+                    self._index(root, embedder, [rel], "Updating")
+                except IndexLocked as exc:
+                    log.info("save of %s not indexed: %s", rel, exc)
+                self._call_soon(self.schedule_buffer, uri, 0.0)
+
+            self._worker.submit(job)
+        elif root.freshness in ("watcher", "daemon"):
+            self._daemon_pool.submit(self._daemon_reindex, root, rel, uri)
+        else:
+            # The watcher (or the other writer) updates the index shortly; the overlay stays correct
+            # meanwhile and is dropped on a later check once the index agrees with the buffer.
+            self.schedule_buffer(uri, 1.5)
+
+    def _daemon_reindex(self, root: RootIndex, rel: str, uri: str) -> None:
+        """Have the watch daemon re-check a saved file now (its watcher would, after its debounce),
+        then recheck the buffer against the index."""
+        try:
+            self.ask_daemon(root, {"op": "reindex", "paths": [rel], "wait": True}, timeout=60.0)
+        except RequestFailed as exc:
+            log.info("daemon reindex of %s failed: %s", rel, exc)
+        self._call_soon(self.schedule_buffer, uri, 0.0)
+
+    # ---- requests -------------------------------------------------------------------------------
+
+    def pick_roots(self, root: str | None) -> list[RootIndex]:
+        """The roots a request addresses."""
+        if root is None:
+            return list(self.roots.values())
+        path = to_fs_path(root) if "://" in root else root
+        chosen = self.roots.get(Path(path).resolve()) if path else None
+        if chosen is None:
+            raise JsonRpcInvalidParams(f"{root} is not a workspace folder of this server")
+        return [chosen]
+
+    async def wait_ready(self, roots: Sequence[RootIndex]) -> None:
+        """Wait until every root can be searched (cancellable); fail if one cannot."""
+        self.start()
+        for root in roots:
+            await root.ready.wait()
+        broken = [r for r in roots if r.searcher is None]
+        if broken:
+            raise RequestFailed("; ".join(f"{r.root}: {r.message}" for r in broken))
+
+    async def search(self, req: SearchRequest) -> dict[str, Any]:
+        """Answer a search across the addressed roots."""
+        started = time.perf_counter()
+        roots = self.pick_roots(req.root)
+        if not roots:
+            raise RequestFailed("no workspace folder to search: open a folder first")
+        await self.wait_ready(roots)
+        await self.flush_buffers(roots)
+        encoding = str(self.workspace.position_encoding or types.PositionEncodingKind.Utf16.value)
+        assert self.loop is not None
+        results = await self.loop.run_in_executor(self._pool, self._search_sync, roots, req, encoding)
+        return {"results": results, "elapsedMs": round(1000 * (time.perf_counter() - started), 2)}
+
+    def _search_sync(self, roots: Sequence[RootIndex], req: SearchRequest, encoding: str) -> list[dict[str, Any]]:
+        found: list[tuple[RootIndex, Hit, bytes | None]] = []
+        for root in roots:
+            with root.lock:
+                searcher = root.searcher
+                if searcher is None:
+                    continue
+                try:
+                    hits = overlay_search(searcher, root.overlay, req.query, k=req.k, mode=req.mode,
+                                          languages=req.languages, paths=req.paths, kinds=req.kinds)
+                except UsageError as exc:
+                    raise JsonRpcInvalidParams(str(exc)) from None
+                except CodesearchError as exc:
+                    raise RequestFailed(str(exc)) from None
+                overlaid = {f.path: f for f in root.overlay.files()} if root.overlay is not None else {}
+            for hit in hits:
+                buf = overlaid.get(hit.symbol.path)
+                found.append((root, hit, buf.source if buf is not None else None))
+        k = req.k or (roots[0].settings.k if roots else 10)
+        found.sort(key=lambda t: -t[1].score)
+        files: dict[Path, bytes | None] = {}
+        out = []
+        for root, hit, source in found[:k]:
+            path = root.root / hit.symbol.path
+            if source is None:
+                if path not in files:
+                    try:
+                        files[path] = path.read_bytes()
+                    except OSError:
+                        files[path] = None
+                source = files[path]
+            out.append(self.hit_json(root, hit, source, encoding))
+        return out
+
+    @staticmethod
+    def hit_json(root: RootIndex, hit: Hit, source: bytes | None, encoding: str) -> dict[str, Any]:
+        """One search result as JSON."""
+        s = hit.symbol
+        prefix = _line_prefix(source, hit)
+        indent = prefix.decode("utf-8", "replace") if prefix is not None else ""
+        return {
+            "uri": from_fs_path(str(root.root / s.path)),
+            "range": hit_range(source, hit, encoding),
+            "name": s.name,
+            "qualifiedName": s.qualified_name,
+            "kind": s.kind,
+            "language": s.language,
+            "score": round(hit.score, 6),
+            "path": s.path,
+            "root": root.uri,
+            "signature": s.signature,
+            "summary": s.summary,
+            "snippet": snippet(s.code, indent),
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The state of every root (the ``codesearch.status`` result and ``codesearch/status`` params)."""
+        roots = []
+        for root in self.roots.values():
+            item: dict[str, Any] = {
+                "root": root.uri, "state": root.state, "message": root.message, "freshness": root.freshness,
+                "indexDir": str(root.index_dir), "progress": list(root.progress) if root.progress else None,
+                "unsavedFiles": [f.path for f in root.overlay.files()] if root.overlay is not None else [],
+            }
+            searcher = root.searcher
+            if searcher is not None and root.lock.acquire(timeout=0.5):
+                try:
+                    info = searcher.reader.status()
+                    item.update(units=info["units"], files=info["files"], languages=info["languages"],
+                                generation=info["generation"], model=info["model"])
+                except Exception as exc:  # status must answer
+                    item["error"] = _short(exc)
+                finally:
+                    root.lock.release()
+            roots.append(item)
+        order = ["error", "starting", "indexing", "ready"]
+        state = min((r["state"] for r in roots), key=order.index, default="ready" if self.initialized else "starting")
+        return {"state": state, "units": sum(r.get("units", 0) for r in roots), "roots": roots,
+                "message": "; ".join(r["message"] for r in roots if r["state"] != "ready") or
+                f"{sum(r.get('units', 0) for r in roots)} units"}
+
+    async def reindex(self, root_uri: str | None) -> dict[str, Any]:
+        """Update the index of the addressed roots now (all files are checked)."""
+        roots = self.pick_roots(root_uri)
+        await self.wait_ready(roots)
+        reports = []
+        for root in roots:
+            if root.freshness == "shared":
+                raise RequestFailed(f"{root.root}: another codesearch process is writing this index")
+            if root.freshness in ("watcher", "daemon"):
+                assert self.loop is not None
+                resp = await self.loop.run_in_executor(self._daemon_pool, functools.partial(
+                    self.ask_daemon, root, {"op": "reindex", "paths": None, "wait": True}))
+                reports.append({**(resp.get("report") or {}), "root": root.uri})
+                self._call_soon(self._refresh_buffers, root)
+                continue
+            embedder = self.embedder_for(root.settings)
+
+            def job(root: RootIndex = root, embedder: Embedder = embedder) -> dict[str, Any]:
+                try:
+                    return self._index(root, embedder, None, "Reindexing")
+                finally:
+                    self._set_state(root, "ready", self._summary(root))
+
+            try:
+                report = await asyncio.wrap_future(self._worker.submit(job))
+            except IndexLocked as exc:
+                raise RequestFailed(str(exc)) from None
+            except CodesearchError as exc:
+                raise RequestFailed(str(exc)) from None
+            reports.append({**report, "root": root.uri})
+            self._call_soon(self._refresh_buffers, root)
+        return {"roots": reports}
+
+    async def change_configuration(self, raw: Any) -> None:
+        """Apply new options: reopen roots whose index settings changed; others just take k/mode."""
+        options, problems = parse_options(raw, self.options)
+        for p in problems:
+            self._log(f"codesearch: {p}", types.MessageType.Warning)
+        self.options = options
+        for root in list(self.roots.values()):
+            try:
+                settings = options.settings_for(root.root)
+            except CodesearchError as exc:
+                self._log(f"codesearch: {exc}", types.MessageType.Warning)
+                continue
+            index_fields = ("model", "index_dir", "ignore", "max_length", "doc_text_format", "max_file_bytes",
+                            "threads")
+            if any(getattr(settings, f) != getattr(root.settings, f) for f in index_fields):
+                uri = root.uri
+                self.remove_root(uri)
+                new = self.add_root(uri)
+                if new is not None:
+                    new.settings = settings
+            else:
+                root.settings = settings
+                with root.lock:
+                    if root.searcher is not None:
+                        root.searcher.settings = settings
+
+
+def _build_encoder(embedder: Embedder, settings: Settings) -> Embedder:
+    """The encoder for a full index run: document batches on every core (the daemon's ParallelEmbedder)."""
+    from .daemon import ParallelEmbedder
+
+    intra = settings.threads or 1
+    return ParallelEmbedder(embedder, max(1, (settings.threads or cpu_threads()) // intra))
+
+
+def _version() -> str:
+    try:
+        return metadata.version("codesearch")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def _index_dir_pattern(root: RootIndex) -> tuple[str, ...]:
+    try:
+        return (f"/{root.index_dir.relative_to(root.root).as_posix()}/",)
+    except ValueError:
+        return ()
+
+
+def _plain(obj: Any) -> Any:
+    """pygls hands unknown JSON objects over as namedtuples; turn them back into dicts and lists."""
+    if hasattr(obj, "_asdict"):
+        return {k: _plain(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def create_server() -> CodesearchServer:
+    """Build the server with every handler registered."""
+    server = CodesearchServer()
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: CodesearchServer, params: types.InitializeParams) -> None:
+        ls.on_initialize(params)
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: CodesearchServer, params: types.InitializedParams) -> None:
+        ls.start()
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: CodesearchServer, params: None) -> None:
+        await ls.on_shutdown()
+
+    @server.feature(types.EXIT)
+    def exit_(ls: CodesearchServer, params: None) -> None:
+        ls.on_exit()
+
+    @server.feature(SEARCH_METHOD)
+    async def search(ls: CodesearchServer, params: Any) -> dict[str, Any]:
+        return await ls.search(SearchRequest.from_json(params))
+
+    @server.command(CMD_SEARCH)
+    async def cmd_search(ls: CodesearchServer, *args: Any) -> dict[str, Any]:
+        return await ls.search(command_request([_plain(a) for a in args]))
+
+    @server.command(CMD_STATUS)
+    async def cmd_status(ls: CodesearchServer, *args: Any) -> dict[str, Any]:
+        return ls.status()
+
+    @server.command(CMD_REINDEX)
+    async def cmd_reindex(ls: CodesearchServer, *args: Any) -> dict[str, Any]:
+        arg = _plain(args[0]) if args else None
+        root = arg.get("root") if isinstance(arg, dict) else arg if isinstance(arg, str) else None
+        return await ls.reindex(root)
+
+    @server.feature(types.WORKSPACE_SYMBOL)
+    async def workspace_symbol(ls: CodesearchServer,
+                               params: types.WorkspaceSymbolParams) -> list[types.SymbolInformation]:
+        text = params.query.strip()
+        if not text:
+            return []
+        try:
+            found = await ls.search(SearchRequest(query=text))
+        except JsonRpcInvalidParams:
+            return []  # a half-typed filter such as "lang:g"
+        out = []
+        for r in found["results"]:
+            start, end = r["range"]["start"], r["range"]["end"]
+            container = r["qualifiedName"].rpartition(".")[0] or r["path"]
+            out.append(types.SymbolInformation(
+                name=r["name"], kind=_SYMBOL_KINDS.get(r["kind"], types.SymbolKind.Function),
+                location=types.Location(uri=r["uri"], range=types.Range(
+                    start=types.Position(line=start["line"], character=start["character"]),
+                    end=types.Position(line=end["line"], character=end["character"]))),
+                container_name=container))
+        return out
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: CodesearchServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.schedule_buffer(params.text_document.uri, 0.0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: CodesearchServer, params: types.DidChangeTextDocumentParams) -> None:
+        found = ls.root_for(params.text_document.uri)
+        delay = found[0].settings.debounce_ms / 1000 if found is not None else 0.3
+        ls.schedule_buffer(params.text_document.uri, delay)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    def did_save(ls: CodesearchServer, params: types.DidSaveTextDocumentParams) -> None:
+        ls.on_saved(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: CodesearchServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.schedule_buffer(params.text_document.uri, 0.0)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(ls: CodesearchServer, params: types.DidChangeConfigurationParams) -> None:
+        await ls.change_configuration(params.settings)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_folders(ls: CodesearchServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        for f in params.event.removed:
+            ls.remove_root(f.uri)
+        for f in params.event.added:
+            ls.add_root(f.uri)
+
+    return server
+
+
+def serve(log_file: str | None = None, verbose: bool = False) -> None:
+    """Run the server on stdin/stdout until the client sends ``exit`` or closes the pipe.
+
+    Args:
+        log_file: Also append the log to this file.
+        verbose: Log debug messages (pygls' own included).
+    """
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s codesearch-lsp %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("pygls").setLevel(logging.WARNING)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # Stray prints must not corrupt the protocol stream.
+    sys.stdout = sys.stderr
+    create_server().start_io(stdin, stdout)
