@@ -440,6 +440,8 @@ class RootIndex:
         self.watcher: Any = None
         self.progress: tuple[int, int] | None = None
         self.last_report: dict[str, Any] | None = None
+        #: The index's counts as last read (units, files, languages, generation, model).
+        self.counts: dict[str, Any] = {}
 
     @property
     def index_dir(self) -> Path:
@@ -920,6 +922,14 @@ class CodesearchServer(LanguageServer):
         if text is None or entry_for(root.root, rel, Ignorer(root.root, ignore)) is None:
             overlay.drop(rel)
             return
+        try:
+            on_disk = (root.root / rel).read_bytes()
+        except OSError:
+            on_disk = None
+        if on_disk == text.encode("utf-8", "surrogatepass"):
+            # The file as saved: the index has it, or gets it from the watcher or the save.
+            overlay.drop(rel)
+            return
         overlay.set_buffer(rel, text, root.searcher.reader, lock=root.lock)
 
     def _refresh_buffers(self, root: RootIndex) -> None:
@@ -1074,15 +1084,17 @@ class CodesearchServer(LanguageServer):
                 "unsavedFiles": [f.path for f in root.overlay.files()] if root.overlay is not None else [],
             }
             searcher = root.searcher
-            if searcher is not None and root.lock.acquire(timeout=0.5):
+            # A search holds the lock for milliseconds; if it is busy, the last counts do.
+            if searcher is not None and root.lock.acquire(timeout=0.1):
                 try:
                     info = searcher.reader.status()
-                    item.update(units=info["units"], files=info["files"], languages=info["languages"],
-                                generation=info["generation"], model=info["model"])
+                    root.counts = {"units": info["units"], "files": info["files"], "languages": info["languages"],
+                                   "generation": info["generation"], "model": info["model"]}
                 except Exception as exc:  # status must answer
                     item["error"] = _short(exc)
                 finally:
                     root.lock.release()
+            item.update(root.counts)
             roots.append(item)
         order = ["error", "starting", "indexing", "ready"]
         state = min((r["state"] for r in roots), key=order.index, default="ready" if self.initialized else "starting")

@@ -37,7 +37,7 @@ from parsers import Symbol
 
 from .embed import Embedder, ModelInfo
 from .errors import UsageError
-from .index import Filters, IndexReader, fts_columns
+from .index import LEXICAL_WEIGHTS, Filters, IndexReader, fts_columns
 from .indexer import text_hash
 from .lexical import query_tokens, split_words
 from .lexical import tokens as lexical_tokens
@@ -47,10 +47,8 @@ from .types import Hit, document_text
 
 log = logging.getLogger(__name__)
 
-#: BM25 constants and per-column weights (name, doc, code) of the local lexical estimate; the
-#: weights are the index's.
+#: BM25 constants of the local lexical estimate (its column weights are the index's).
 _K1, _B = 1.2, 0.75
-_WEIGHTS = (3.0, 2.0, 1.0)
 #: Query vectors remembered by QueryVectorCache.
 _QUERY_CACHE = 64
 #: Document vectors of buffer units remembered across edits (by text hash).
@@ -267,7 +265,7 @@ def _bm25(query: Sequence[str], docs: Sequence[tuple[str, str, str]]) -> list[fl
     if n == 0:
         return []
     scores = [0.0] * n
-    for c, weight in enumerate(_WEIGHTS):
+    for c, weight in enumerate(LEXICAL_WEIGHTS):
         lengths = [len(d[c]) + 1 for d in docs]
         avg = sum(lengths) / n
         for term in query:
