@@ -76,6 +76,11 @@ export class CodesearchClient implements vscode.Disposable {
         this.statusEmitter.fire(undefined);
       }
     });
+    // Registered before start (the client keeps it across restarts): the first statuses come early.
+    client.onNotification(STATUS_NOTIFICATION, (status: Status) => {
+      this.status = status;
+      this.statusEmitter.fire(status);
+    });
     this.client = client;
     try {
       await client.start();
@@ -86,10 +91,6 @@ export class CodesearchClient implements vscode.Disposable {
           "Install codesearch or set codesearch.server.path.",
       );
     }
-    client.onNotification(STATUS_NOTIFICATION, (status: Status) => {
-      this.status = status;
-      this.statusEmitter.fire(status);
-    });
   }
 
   async stop(): Promise<void> {
