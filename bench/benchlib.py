@@ -174,16 +174,21 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d"),
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "git_commit": _git_commit(),
     }
 
 
 def _git_commit() -> str:
+    """The short HEAD commit, with ``+dirty`` when the code under test has uncommitted changes."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "codesearch", "parsers"], cwd=ROOT,
+                               capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
         return ""
+    return head + ("+dirty" if dirty else "")
 
 
 def write_json(path: Path, data: Any) -> None:

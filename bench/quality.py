@@ -83,6 +83,8 @@ FILL = 0.9
 #: No directory contributes more than this fraction of --max-units (keeps the repo varied).
 DIR_SHARE = 0.5
 QUERY_KINDS = ("function", "method")
+#: Bump when selection, blanking or query picking changes: prepared copies of another version are redone.
+PREP_VERSION = 1
 #: Standard / extension methods CodeSearchNet removes (besides Python dunders and PHP magic methods).
 STANDARD_METHODS = frozenset({
     "toString", "hashCode", "equals", "clone", "finalize", "compareTo", "__construct", "initialize",
@@ -292,13 +294,15 @@ def prepare(lang: str, max_units: int, max_queries: int, seed: int) -> dict[str,
     repo = work / "repo"
     sel_path = work / "selection.json"
     params = {"lang": lang, "max_units": max_units, "max_queries": max_queries, "seed": seed,
-              "script": _script_hash()}
+              "prep_version": PREP_VERSION}
     if sel_path.exists() and repo.is_dir():
         try:
             old = json.loads(sel_path.read_text())
         except ValueError:
             old = {}
-        if old.get("params") == params and _tree_hash(repo) == old.get("tree_hash"):
+        old_params = {k: v for k, v in old.get("params", {}).items() if k != "script"}
+        old_params.setdefault("prep_version", 1)
+        if old_params == params and _tree_hash(repo) == old.get("tree_hash"):
             log(f"{lang}: reusing prepared repo ({old['units']} units, {len(old['queries'])} queries)")
             return old
 
@@ -412,14 +416,6 @@ def _tree_hash(repo: Path) -> str:
             st = p.stat()
             h.update(f"{p.relative_to(repo)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
-
-
-def _script_hash() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in ("quality.py", "docstrip.py"):
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
 
 
 # ------------------------------------------------------------------------------------------ index + query
@@ -545,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"modes: {[m or 'default' for m in modes]}")
 
     t_start = time.perf_counter()
+    host = machine()
     results: dict[str, Any] = {}
     for lang in args.langs:
         rec = prepare(lang, args.max_units, args.max_queries, args.seed)
@@ -579,11 +576,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "quality",
         "command": "python bench/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine(),
+        "machine": host,
         "params": {"langs": args.langs, "max_units": args.max_units, "max_queries": args.max_queries,
                    "seed": args.seed, "model": args.model, "doc_text_format": args.doc_text_format,
                    "modes": mode_names},
         "seconds": round(time.perf_counter() - t_start, 1),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "results": results,
     }
     if not args.prepare_only:

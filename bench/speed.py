@@ -248,12 +248,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{repo} is missing: run `python bench/quality.py --prepare-only --langs {lang}`")
             targets[lang] = repo
     t0 = time.perf_counter()
+    host = machine()
     results = {name: measure_repo(name, repo, args, env) for name, repo in targets.items()}
     report = {
         "benchmark": "speed",
         "command": "python bench/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine(),
+        "machine": host,
         "seconds": round(time.perf_counter() - t0, 1),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "results": results,
     }
     write_json(args.out, report)
