@@ -4,6 +4,7 @@ Usage::
 
     python bench/corpora.py install [--only LANG ...] [--force]
     python bench/corpora.py list
+    python bench/corpora.py stats     # extract everything, count units per language
 
 Every corpus comes from a registry this machine reaches (the interpreter's own standard library, Debian
 apt, npm) and is copied, filtered to source files of its language, to ``bench/corpora/<lang>/<source>/``
@@ -434,6 +435,51 @@ def corpus_sources(language: str) -> list[Entry]:
     return [e for e in load_manifest().values() if e.language == language]
 
 
+def unit_stats(entries: dict[str, Entry]) -> dict[str, dict[str, int]]:
+    """Extract every installed file with ``parsers`` and count units per source.
+
+    Returns:
+        ``{"<language>/<source>": {"files", "units", "documented", "documented_functions"}}`` where
+        documented functions are functions and methods with a non-empty docstring summary.
+    """
+    from parsers import extract, language_for_path
+
+    out: dict[str, dict[str, int]] = {}
+    for key in sorted(entries):
+        e = entries[key]
+        row = {"files": 0, "units": 0, "documented": 0, "documented_functions": 0, "unparsable": 0}
+        for dirpath, _, filenames in os.walk(CORPORA / e.path):
+            for fn in filenames:
+                if language_for_path(fn) != e.language:
+                    continue
+                row["files"] += 1
+                try:
+                    syms = extract((Path(dirpath) / fn).read_bytes(), e.language, fn)
+                except Exception:  # counted, not fatal
+                    row["unparsable"] += 1
+                    continue
+                row["units"] += len(syms)
+                row["documented"] += sum(1 for s in syms if s.docstring.strip())
+                row["documented_functions"] += sum(
+                    1 for s in syms if s.summary.strip() and s.kind in ("function", "method"))
+        out[key] = row
+        log(f"{key}: {row}")
+    return out
+
+
+def print_stats(stats: dict[str, dict[str, int]]) -> None:
+    """Markdown table of unit counts per language."""
+    totals: dict[str, dict[str, int]] = {}
+    for key, row in stats.items():
+        t = totals.setdefault(key.split("/", 1)[0], dict.fromkeys(row, 0))
+        for k, v in row.items():
+            t[k] += v
+    print("| language | files | units | documented units | documented functions/methods |")
+    print("|---|---:|---:|---:|---:|")
+    for lang, t in sorted(totals.items()):
+        print(f"| {lang} | {t['files']} | {t['units']} | {t['documented']} | {t['documented_functions']} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -443,15 +489,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="languages to install (default: all)")
     p_inst.add_argument("--force", action="store_true", help="re-copy sources that are up to date")
     sub.add_parser("list", help="print the installed corpora as a markdown table")
+    sub.add_parser("stats", help="extract every file and count units per language (needs parsers)")
     args = ap.parse_args(argv)
     if args.cmd == "install":
         print_table(install(tuple(args.only), args.force))
-    else:
-        entries = load_manifest()
-        if not entries:
-            log("no corpora installed: run `python bench/corpora.py install`")
-            return 1
+        return 0
+    entries = load_manifest()
+    if not entries:
+        log("no corpora installed: run `python bench/corpora.py install`")
+        return 1
+    if args.cmd == "list":
         print_table(entries)
+    else:
+        stats = unit_stats(entries)
+        (CORPORA / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+        print_stats(stats)
     return 0
 
 

@@ -12,7 +12,9 @@ For each language:
    Directories are taken whole when they fit, else a seeded run of their files that fits; no directory
    gives more than half of the units.
 2. **Copy** them to ``bench/out/quality/<lang>/repo/<source>/...`` and **blank the docstrings** there while
-   keeping every line number (see ``docstrip.py``), so a target stays ``path:start_line``.
+   keeping every line number (see ``docstrip.py``), so a target stays ``path:start_line``. A copy is
+   redone when the parameters, ``PREP_VERSION`` or the parsers' code change; files whose content is
+   unchanged are not rewritten.
 3. **Pick queries**: documented functions and methods whose summary is a usable English sentence (the
    CodeSearchNet filters: at least 3 words, no ``{@inheritDoc}``/tag-only docs, not mostly non-ASCII, no
    constructors or standard methods such as ``__str__``/``toString``, no names containing "test", bodies of
@@ -294,7 +296,7 @@ def prepare(lang: str, max_units: int, max_queries: int, seed: int) -> dict[str,
     repo = work / "repo"
     sel_path = work / "selection.json"
     params = {"lang": lang, "max_units": max_units, "max_queries": max_queries, "seed": seed,
-              "prep_version": PREP_VERSION}
+              "prep_version": PREP_VERSION, "parsers": _parsers_hash()}
     if sel_path.exists() and repo.is_dir():
         try:
             old = json.loads(sel_path.read_text())
@@ -313,8 +315,6 @@ def prepare(lang: str, max_units: int, max_queries: int, seed: int) -> dict[str,
     log(f"{lang}: selected {len(chosen)} of {len(files)} files "
         f"({sum(len(ext.units(c)) for c in chosen)} units)")
 
-    if repo.exists():
-        shutil.rmtree(repo)
     eligible_docs: dict[str, set[int]] = {}
     blank_errors: list[str] = []
     for cand in chosen:
@@ -336,9 +336,8 @@ def prepare(lang: str, max_units: int, max_queries: int, seed: int) -> dict[str,
                 blank_errors.append(f"{cand.rel}: blanked copy does not parse: {exc}")
                 new = data
                 eligible_docs[cand.rel] = set()
-        out = repo / cand.rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(new)
+        _write_if_changed(repo / cand.rel, new)
+    _remove_others(repo, {c.rel for c in chosen})
 
     # Re-extract the blanked copy: targets must exist there, at the same line, without documentation.
     blanked: dict[str, Symbol] = {}
@@ -400,6 +399,39 @@ def prepare(lang: str, max_units: int, max_queries: int, seed: int) -> dict[str,
     log(f"{lang}: copy has {units_in_copy} units; {len(unique)} usable queries, {len(queries)} picked; "
         f"{len(blank_errors)} blanking problems, {len(ext.failed)} unparsable files")
     return record
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write ``data`` unless the file already holds it (an unchanged copy keeps its mtime, so indexes
+    built on it, ours or anyone's, stay valid)."""
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _remove_others(repo: Path, keep: set[str]) -> None:
+    """Delete files of ``repo`` not in ``keep`` (relative paths), then empty directories."""
+    for dirpath, _, filenames in os.walk(repo, topdown=False):
+        for fn in filenames:
+            p = Path(dirpath) / fn
+            if p.relative_to(repo).as_posix() not in keep:
+                p.unlink()
+        if dirpath != str(repo) and not os.listdir(dirpath):
+            os.rmdir(dirpath)
+
+
+def _parsers_hash() -> str:
+    """A hash of the parsers package's code and queries: units (and so targets) depend on it."""
+    import parsers
+
+    root = Path(parsers.__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted([*root.glob("*.py"), *root.glob("queries/*.scm")]):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _norm(text: str) -> str:
@@ -556,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = build_index(repo, index_dir, args.model, env, args.reuse_index)
         res["index"] = summary
         res["units_indexed"] = summary.get("units", rec["units"])
+        if res["units_indexed"] != rec["units"]:
+            log(f"{lang}: WARNING: the index holds {res['units_indexed']} units, the prepared copy "
+                f"{rec['units']} (walk or parser differences)")
         log(f"{lang}: indexed in {summary['wall_seconds']:.0f} s: {summary}")
         for mode in modes:
             name = mode or "default"
