@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -280,6 +280,31 @@ def _bm25(query: Sequence[str], docs: Sequence[tuple[str, str, str]]) -> list[fl
     return scores
 
 
+#: Identifies a unit within one search: its file, start and name (cheaper to hash than a Symbol).
+_Key = tuple[str, int, str]
+
+
+def _key(sym: Symbol) -> _Key:
+    return sym.path, sym.start_byte, sym.qualified_name
+
+
+def _disk_hits(searcher: Searcher, q: Query, mode: str, keep: int, shadowed: Container[str], shadowed_units: int,
+               languages: Sequence[str], paths: Sequence[str], kinds: Sequence[str]) -> list[Hit]:
+    """The index's top candidates on one side, enough that ``keep`` remain outside the shadowed files.
+
+    Usually one search of ``keep``; when shadowed units take places in it, a deeper one (at most
+    ``keep`` + every shadowed unit, which always suffices).
+    """
+    want = keep
+    for attempt in range(3):
+        hits = searcher.search(q, k=want, mode=mode, languages=languages, paths=paths, kinds=kinds)
+        hidden = sum(1 for h in hits if h.symbol.path in shadowed)
+        if not hidden or len(hits) < want or len(hits) - hidden >= keep:
+            break
+        want = keep + (min(2 * hidden, shadowed_units) if attempt == 0 else shadowed_units)
+    return hits
+
+
 @dataclass
 class _Entry:
     symbol: Symbol
@@ -323,15 +348,14 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
     if not text:
         raise UsageError("empty query")
     by_path = {f.path: f for f in files}
-    # The Searcher ranks `keep` candidates per side; fetch enough more that dropping the shadowed
-    # units still leaves `keep`.
-    keep = k * settings.oversample
-    depth = keep + min(keep, sum(f.disk_units for f in files))
+    # The candidates per side the Searcher ranks in this mode.
+    keep = k * settings.oversample if mode == "hybrid" else k
+    shadowed_units = sum(f.disk_units for f in files)
     phrases = [tuple(lexical_tokens(p)) for p in q.phrases]
     local: list[_Entry] = []
     local_vecs: list[np.ndarray] = []
     changed: list[bool] = []
-    local_hash: dict[Symbol, str] = {}
+    local_hash: dict[_Key, str] = {}
     for f in files:
         for i, sym in enumerate(f.symbols):
             if filters.languages and sym.language not in filters.languages:
@@ -343,11 +367,11 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
             local.append(_Entry(sym, 0.0))
             local_vecs.append(f.vectors[i])
             changed.append(f.hashes[i] not in f.disk_hashes)
-            local_hash[sym] = f.hashes[i]
+            local_hash[_key(sym)] = f.hashes[i]
 
     sem: list[_Entry] = []
     if mode != "lexical":
-        disk = searcher.search(q, k=depth, mode="semantic", languages=languages, paths=paths, kinds=kinds)
+        disk = _disk_hits(searcher, q, "semantic", keep, by_path, shadowed_units, languages, paths, kinds)
         sem = [_Entry(h.symbol, h.score) for h in disk if h.symbol.path not in by_path]
         if local:
             qvec = searcher.embedder.encode([text], kind="query")[0]  # (dim,)
@@ -358,8 +382,8 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
 
     lex: list[_Entry] = []
     if mode != "semantic":
-        disk = searcher.search(q, k=depth, mode="lexical", languages=languages, paths=paths, kinds=kinds)
-        unchanged = {local_hash[e.symbol]: e for e, ch in zip(local, changed, strict=True) if not ch}
+        disk = _disk_hits(searcher, q, "lexical", keep, by_path, shadowed_units, languages, paths, kinds)
+        unchanged = {local_hash[_key(e.symbol)]: e for e, ch in zip(local, changed, strict=True) if not ch}
         for h in disk:
             if h.symbol.path not in by_path:
                 lex.append(_Entry(h.symbol, h.score))
@@ -375,25 +399,26 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
     elif mode == "lexical":
         ranked = [(e.symbol, e.score) for e in lex]
     else:
-        keys: dict[Symbol, int] = {}
+        keys: dict[_Key, int] = {}
+        symbol_of: list[Symbol] = []
         for e in [*sem, *lex]:
-            keys.setdefault(e.symbol, len(keys))
+            if keys.setdefault(_key(e.symbol), len(keys)) == len(symbol_of):
+                symbol_of.append(e.symbol)
         # The Searcher's fusion, on the merged sides (kept in step by a test comparing the two).
         w = settings.semantic_weight
         if settings.fusion == "rrf":
-            fused = rrf([[keys[e.symbol] for e in sem], [keys[e.symbol] for e in lex]], settings.rrf_k,
+            fused = rrf([[keys[_key(e.symbol)] for e in sem], [keys[_key(e.symbol)] for e in lex]], settings.rrf_k,
                         (2 * w, 2 - 2 * w))
         else:
-            fused = weighted_fusion([[(keys[e.symbol], e.score) for e in sem],
-                                     [(keys[e.symbol], e.score) for e in lex]], (w, 1.0 - w))
-        symbol_of = {v: s for s, v in keys.items()}
+            fused = weighted_fusion([[(keys[_key(e.symbol)], e.score) for e in sem],
+                                     [(keys[_key(e.symbol)], e.score) for e in lex]], (w, 1.0 - w))
         ranked = [(symbol_of[i], s) for i, s in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))]
-    sem_rank = {e.symbol: (r, e.score) for r, e in enumerate(sem, 1)}
-    lex_rank = {e.symbol: (r, e.score) for r, e in enumerate(lex, 1)}
+    sem_rank = {_key(e.symbol): (r, e.score) for r, e in enumerate(sem, 1)}
+    lex_rank = {_key(e.symbol): (r, e.score) for r, e in enumerate(lex, 1)}
     hits = []
     for sym, score in ranked[:k]:
-        sr, ss = sem_rank.get(sym, (None, None))
-        lr, ls = lex_rank.get(sym, (None, None))
+        sr, ss = sem_rank.get(_key(sym), (None, None))
+        lr, ls = lex_rank.get(_key(sym), (None, None))
         hits.append(Hit(sym, float(score), sr, ss, lr, ls))
     return hits
 
