@@ -1,0 +1,87 @@
+"""Export is the contract with codesearch: TransformerEmbedder loads it and gives the trainer's vectors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from codesearch.embed import TransformerEmbedder, read_model_info
+from trainer.evaluate import evaluate_pairs, markdown_table
+from trainer.export import export_model, verdict
+from trainer.model import Encoder
+
+TEXTS = ["parse a cookie header", "def retry(fn, attempts=5):\n    for i in range(attempts):\n        fn()",
+         "x", "public static String slugify(String title) { return title.toLowerCase(); } " * 8]
+
+
+@pytest.mark.parametrize("dtype,atol", [("float32", 2e-5), ("float16", None)])
+def test_embedder_loads_the_export(tmp_path, tiny_model_dir, dtype, atol):
+    out = tmp_path / "export"
+    manifest = export_model(tiny_model_dir, out, model_id="tiny-export", dtype=dtype, max_length=64,
+                            data_manifest={"pairs": 3, "sources": []}, metrics={"x": 1})
+    assert {"config.json", "model.safetensors", "tokenizer.json", "manifest.json", "README.md"} <= \
+        {p.name for p in out.iterdir()}
+    assert manifest["model_id"] == "tiny-export" and manifest["data"]["pairs"] == 3
+    trainer_enc = Encoder.from_dir(tiny_model_dir)
+    emb = TransformerEmbedder(str(out), max_length=999)
+    assert emb.info.model_id == "tiny-export" and emb.info.max_length == 64
+    assert emb.info.doc_text_format == "header_doc_code"
+    for kind in ("document", "query"):
+        got = emb.encode(TEXTS, kind=kind)
+        limit = 64 if kind == "document" else 512
+        want = trainer_enc.encode(TEXTS, kind, max_length=limit)
+        if atol is not None:
+            np.testing.assert_allclose(got, want, atol=atol)
+        else:  # float16 weights: same direction
+            assert float(np.min(np.sum(got * want, axis=1))) > 0.999
+
+
+def test_export_keeps_prefixes_and_identity(tmp_path, tiny_model_dir):
+    enc = Encoder.from_dir(tiny_model_dir)
+    src = tmp_path / "stage"
+    enc.save(src, manifest={"query_prefix": "query: ", "document_prefix": "passage: ", "max_length": 32,
+                            "base_model": {"model_id": "tiny-test"}})
+    export_model(src, tmp_path / "out")
+    meta = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert meta["query_prefix"] == "query: " and meta["base_model"] == {"model_id": "tiny-test"}
+    info = read_model_info(str(tmp_path / "out"), 256)
+    assert info.max_length == 32 and len(info.sha256) == 64
+    a = Encoder.from_dir(tmp_path / "out").encode(["find a file"], "query", 32)
+    b = TransformerEmbedder(str(tmp_path / "out")).encode(["find a file"], kind="query")
+    np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def _result(mrr_by_lang):
+    return {"languages": {lang: {"distractors": {"mrr@10": v}} for lang, v in mrr_by_lang.items()}}
+
+
+def test_verdict_needs_every_language_on_both_measures():
+    langs = ("go", "java", "javascript", "php", "python", "ruby")
+    base = _result(dict.fromkeys(langs, 0.5))
+    better = _result(dict.fromkeys(langs, 0.6))
+    worse_go = _result({**dict.fromkeys(langs, 0.6), "go": 0.4})
+    assert verdict({"base": base, "final": better}, None)["reason"] == "repository benchmark not run"
+    assert not verdict({"base": base, "final": worse_go}, None)["ship"]
+    repo = {"base": {"results": {lang: {"modes": {"semantic": {"mrr@10": 0.3}}} for lang in langs}},
+            "final": {"results": {lang: {"modes": {"semantic": {"mrr@10": 0.35}}} for lang in langs}}}
+    assert verdict({"base": base, "final": better}, repo)["ship"]
+    repo["final"]["results"]["ruby"]["modes"]["semantic"]["mrr@10"] = 0.2
+    assert not verdict({"base": base, "final": better}, repo)["ship"]
+
+
+def test_evaluation_protocol(tiny_model_dir, fixture_data_dir):
+    from trainer.data import read_pairs
+
+    pairs = read_pairs(fixture_data_dir / "train.jsonl")
+    enc = Encoder.from_dir(tiny_model_dir)
+    res = evaluate_pairs(enc, pairs, distractors=5, max_queries=6, doc_max_length=64)
+    assert set(res["languages"]) == {"go", "java", "javascript", "php", "python", "ruby"}
+    for v in res["languages"].values():
+        assert v["queries"] == 6 and v["distractors_per_query"] == 5
+        for proto in ("distractors", "pool_ranking"):
+            assert 0.0 <= v[proto]["recall@1"] <= v[proto]["mrr@10"] <= v[proto]["recall@10"] <= 1.0
+        # The target ranks no worse among a subset of the pool than in the whole pool.
+        assert v["distractors"]["mrr@10"] >= v["pool_ranking"]["mrr@10"] - 1e-9
+    assert "| python | 6 |" in markdown_table({"tiny": res})
