@@ -7,7 +7,8 @@ does not duplicate it: ``install`` calls it, ``sources`` reads its manifest.
 
 Training-only sources. The benchmark hold-out takes about 3,000 units per language from those corpora,
 which is most of the JavaScript one, so the trainer adds sources of its own that the benchmark never
-uses (``EXTRA_SOURCES``: more npm packages, Go modules, PHP, Ruby and Python libraries from the same
+uses (``EXTRA_NPM``, ``EXTRA_APT_GO``, ``EXTRA_APT_PHP``, ``EXTRA_APT_RUBY``, ``EXTRA_PYTHON``: more
+npm packages, Go modules, PHP, Ruby and Python libraries from the same
 registries), installed with the same copying code into ``trainer/runs/corpora/`` with their own
 manifest (registry, package, version, files).
 
