@@ -48,7 +48,7 @@ class Settings:
     model: str | None = None
     index_dir: str | None = None
     doc_text_format: str = "header_doc_code"
-    max_length: int = 256
+    max_length: int = 128
     batch_size: int = 32
     threads: int = 0
     max_file_bytes: int = 1_000_000
@@ -56,8 +56,8 @@ class Settings:
     k: int = 10
     mode: str = "hybrid"
     oversample: int = 5
-    fusion: str = "rrf"
-    semantic_weight: float = 0.5
+    fusion: str = "weighted"
+    semantic_weight: float = 0.6
     rrf_k: int = 60
     debounce_ms: int = 300
     debounce_max_ms: int = 2000

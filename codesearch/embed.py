@@ -166,7 +166,7 @@ class TransformerEmbedder:
         threads: Torch intra-op threads; 0 keeps torch's default (all cores).
     """
 
-    def __init__(self, model: str | None = None, max_length: int = 256, batch_size: int = 32,
+    def __init__(self, model: str | None = None, max_length: int = 128, batch_size: int = 32,
                  threads: int = 0) -> None:
         import torch
         from safetensors.torch import load_file

@@ -48,7 +48,7 @@ INDEX_FEATURE_VERSION = 1
 
 DB_NAME = f"index.v{INDEX_FORMAT_VERSION}.db"
 LOCK_NAME = "lock"
-#: BM25 weights of the name, doc and code columns of units_fts.
+#: BM25 weights of the name, doc and code columns of units_fts (chosen by bench/tune_fusion.py).
 LEXICAL_WEIGHTS = (3.0, 2.0, 1.0)
 
 _SCHEMA = """

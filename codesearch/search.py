@@ -36,13 +36,26 @@ def rrf(ranked_lists: Sequence[Sequence[int]], k: int, weights: Sequence[float] 
     return scores
 
 
-def weighted_fusion(sides: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]) -> dict[int, float]:
-    """Sum of min-max normalised scores, weighted per side; a unit absent from a side scores 0 there."""
+def weighted_fusion(sides: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float],
+                    norms: Sequence[str] | None = None) -> dict[int, float]:
+    """Weighted sum of per-side normalised scores; a unit absent from a side scores 0 there.
+
+    Args:
+        sides: Per side, (unit id, score) candidates, best first.
+        weights: Per side weight.
+        norms: Per side normalisation: "minmax" ((s - min) / (max - min)) or "max" (s / max, for
+            scores that are >= 0 such as BM25). Default: min-max for every side.
+
+    Returns:
+        Fused score per unit id.
+    """
     out: dict[int, float] = {}
-    for pairs, w in zip(sides, weights, strict=True):
+    for i, (pairs, w) in enumerate(zip(sides, weights, strict=True)):
         if not pairs:
             continue
-        lo, hi = min(s for _, s in pairs), max(s for _, s in pairs)
+        norm = "minmax" if norms is None else norms[i]
+        hi = max(s for _, s in pairs)
+        lo = min(s for _, s in pairs) if norm == "minmax" else 0.0
         for uid, s in pairs:
             out[uid] = out.get(uid, 0.0) + w * ((s - lo) / (hi - lo) if hi > lo else 1.0)
     return out

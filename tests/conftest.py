@@ -28,10 +28,12 @@ REPOS = FIXTURES / "repos"
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    """The packaged all-MiniLM-L6-v2, loaded once per session (what users get)."""
+    """The packaged all-MiniLM-L6-v2 with the default settings, loaded once per session (what users get)."""
+    from codesearch.config import Settings
     from codesearch.embed import TransformerEmbedder
 
-    return TransformerEmbedder(max_length=256, batch_size=32)
+    defaults = Settings()
+    return TransformerEmbedder(max_length=defaults.max_length, batch_size=defaults.batch_size)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ def test_matches_sentence_transformers(real_embedder):
     from sentence_transformers import SentenceTransformer
 
     st_model = SentenceTransformer(real_embedder.info.path, device="cpu")
-    st_model.max_seq_length = 256
+    st_model.max_seq_length = real_embedder.max_length
     expected = st_model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
     got = real_embedder.encode(TEXTS)
     assert got.shape == (4, 384) and got.dtype == np.float32
@@ -36,7 +36,7 @@ def test_matches_transformers_bertmodel(real_embedder):
 
     tok = AutoTokenizer.from_pretrained(real_embedder.info.path)
     model = AutoModel.from_pretrained(real_embedder.info.path).eval()
-    batch = tok(TEXTS, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    batch = tok(TEXTS, padding=True, truncation=True, max_length=real_embedder.max_length, return_tensors="pt")
     with torch.inference_mode():
         hidden = model(**batch).last_hidden_state
     expected = torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).numpy()
@@ -50,8 +50,8 @@ def test_order_and_batching_do_not_change_vectors(real_embedder):
 
 
 def test_truncation_to_max_length(real_embedder):
-    counts = real_embedder.token_counts(["word " * 1000])
-    assert counts == [256]
+    counts = real_embedder.token_counts(["word " * 1000, "two words"])
+    assert counts == [real_embedder.max_length, 4]
 
 
 @settings(max_examples=25, deadline=None)
