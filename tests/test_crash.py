@@ -14,6 +14,7 @@ import pytest
 
 from codesearch.config import Settings
 from codesearch.embed import HashEmbedder
+from codesearch.index import DB_NAME, connect
 from codesearch.indexer import index_repository
 from tests.indexutil import index_snapshot
 
@@ -44,6 +45,14 @@ def write_version(root: Path, version: int) -> None:
         (root / f"m{f}.py").write_text("\n".join(lines))
 
 
+def vector_count(db: Path) -> int:
+    conn = connect(db, readonly=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+    finally:
+        conn.close()
+
+
 def fresh_snapshot(tmp: Path, version: int) -> dict:
     root = tmp / f"fresh{version}"
     root.mkdir()
@@ -63,11 +72,18 @@ def test_kill_during_index_keeps_previous_and_resumes(tmp_path):
     rng = random.Random(7)
     script = tmp_path / "run_index.py"
     script.write_text(SCRIPT)
+    db = root / ".codesearch" / DB_NAME
+    cached_before = vector_count(db)
     seen_partial = False
-    for _ in range(4):
+    for attempt in range(5):
         proc = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "start"
-        time.sleep(rng.uniform(0.05, 0.9))
+        if attempt < 4:
+            time.sleep(rng.uniform(0.05, 0.9))
+        else:  # the last kill lands once some new vectors are committed, so resuming can be checked
+            deadline = time.monotonic() + 60
+            while vector_count(db) == cached_before and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
         proc.kill()
         proc.wait()
         # The index on disk is exactly the old or the new state, never a mix.
