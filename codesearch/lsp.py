@@ -699,10 +699,11 @@ class CodesearchServer(LanguageServer):
         """Load the model, open the index, update or build it, start keeping it fresh."""
         self._set_state(root, "starting", "loading the model")
         embedder = self.embedder_for(root.settings)
-        self._try_open(root, embedder)
-        if self._daemon_running(root):
+        daemon = self._daemon_running(root)
+        if daemon:
             root.freshness = "daemon"
-        else:
+        self._try_open(root, embedder)
+        if not daemon:
             try:
                 self._index(root, embedder, None, "Indexing" if root.searcher is None else "Updating index")
                 root.freshness = "saves"
@@ -721,7 +722,7 @@ class CodesearchServer(LanguageServer):
         if root.freshness == "saves" and self.options.watch:
             self._start_watcher(root, embedder)
         self._set_state(root, "ready", self._summary(root))
-        self._call_soon(self._refresh_buffers, root)
+        self._call_soon(self._refresh_buffers, root)  # against the updated index
 
     def _try_open(self, root: RootIndex, embedder: TransformerEmbedder) -> bool:
         """Open the index for searching if it is usable as it is; returns whether it is open."""
@@ -742,6 +743,7 @@ class CodesearchServer(LanguageServer):
             root.overlay = BufferOverlay(query_encoder, reader.meta.get("doc_text_format") or
                                          root.settings.doc_text_format)
         self._call_soon(root.ready.set)
+        self._call_soon(self._refresh_buffers, root)  # buffers opened while it was not searchable
         return True
 
     def _index(self, root: RootIndex, embedder: Embedder, paths: list[str] | None, title: str) -> dict[str, Any]:

@@ -83,6 +83,11 @@ it(":CodeSearch builds the index and fills the quickfix list in the server's ord
   truthy(first.text:find("^RetryWithBackoff  %[function%]  RetryWithBackoff calls fn"), "text: " .. first.text)
   truthy(vim.bo[vim.api.nvim_get_current_buf()].buftype == "quickfix", "the quickfix window is open")
   vim.cmd("cclose")
+  -- Searches run as soon as the index opens; "ready" follows once the watcher runs too.
+  vim.wait(TIMEOUT, function()
+    local s = require("codesearch").status
+    return s ~= nil and s.state == "ready"
+  end, 20)
   local status = require("codesearch").status
   eq("ready", status and status.state, "status")
   eq(11, status.units, "units")

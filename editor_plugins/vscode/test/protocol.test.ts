@@ -62,6 +62,10 @@ test(
       assert.equal(pick.items.length, 3);
       assert.deepEqual(previews, ["slugify"]);
       assert.ok(progress.includes("begin") && progress.includes("end"));
+      // Searches run as soon as the index opens; "ready" follows once the watcher runs too.
+      for (let i = 0; i < 600 && statuses.at(-1)?.state !== "ready"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
       assert.equal(statuses.at(-1)?.state, "ready");
 
       // An unsaved buffer, as the language client syncs it.
