@@ -246,15 +246,21 @@ def connect(index_dir: Path, connect_timeout: float = 0.5, timeout: float | None
         return None
 
 
-def probe(index_dir: Path, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The status of the daemon serving ``index_dir``, or None if none answers."""
+def probe(index_dir: Path, timeout: float = 10.0) -> dict[str, Any] | None:
+    """The status of the daemon serving ``index_dir``, or None if none runs.
+
+    A daemon that accepts the connection but does not answer within ``timeout`` seconds is
+    reported as ``{"state": "not answering", ...}`` with the pid from its pid file.
+    """
     client = connect(index_dir, timeout=timeout)
     if client is None:
         return None
     try:
         return client.request({"op": "status"})
-    except (DaemonUnavailable, errors.CodesearchError):
-        return None
+    except (DaemonUnavailable, errors.CodesearchError) as exc:
+        info = read_pid_file(index_dir) or {}
+        return {"pid": info.get("pid"), "root": info.get("root"), "state": "not answering", "queue": "?",
+                "error": str(exc)}
     finally:
         client.close()
 

@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 #: which an editor's atomic save would add to every save-to-searchable time). Both paths of a move are
 #: re-checked anyway, so an unpaired move costs nothing but a second look.
 MOVE_PAIR_DELAY = 0.05
+#: Quiet time after an event that completes a write (close after writing, rename into place, delete):
+#: an editor's save is searchable this long after it, not ``debounce_ms`` after it.
+SETTLE_SECONDS = 0.05
 #: Longest wait for a generation's FAISS file while the writer is publishing it.
 _PUBLISH_WAIT = 30.0
 #: Back-off after a failed update, doubling per consecutive failure.
@@ -102,38 +105,44 @@ class Batch:
 class PendingPaths:
     """Paths waiting for the writer, debounced per path and coalesced.
 
-    A path becomes due once no event has touched it for ``debounce`` seconds, or ``max_delay``
-    seconds after its first pending event, whichever comes first. Paths asked for explicitly
+    A path becomes due once no event has touched it for ``debounce`` seconds, or only ``settle``
+    seconds when its last event says the write is complete (the file was closed after writing,
+    renamed into place as an editor's atomic save does, or deleted), and at the latest
+    ``max_delay`` seconds after its first pending event. Paths asked for explicitly
     (:meth:`request`) are due at once. Everything due is taken as one batch.
 
     Args:
-        debounce: Quiet time per path, seconds.
+        debounce: Quiet time per path after an event that may be followed by more writes, seconds.
         max_delay: Longest wait per path, seconds.
+        settle: Quiet time after an event that completes a write (at most ``debounce``), seconds.
         clock: Monotonic clock (tests pass their own).
     """
 
-    def __init__(self, debounce: float, max_delay: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, debounce: float, max_delay: float, settle: float = 0.05,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.debounce = debounce
         self.max_delay = max(max_delay, debounce)
+        self.settle = min(settle, debounce)
         self._clock = clock
         self._cond = threading.Condition()
-        self._paths: dict[str, tuple[float, float, bool]] = {}  # rel -> (first event, last event, is_dir)
+        self._paths: dict[str, tuple[float, float, bool]] = {}  # rel -> (first event, due at, is_dir)
         self._forced: set[str] = set()
         self._full = False
         self._last_ticket = 0
         self._waiting_ticket = 0
         self._closed = False
 
-    def add(self, rel: str, is_dir: bool = False) -> None:
-        """Record an event on ``rel`` (a directory event if ``is_dir``)."""
+    def add(self, rel: str, is_dir: bool = False, settled: bool = False) -> None:
+        """Record an event on ``rel`` (a directory event if ``is_dir``; ``settled``: it completes a write)."""
         with self._cond:
             now = self._clock()
             first, _, was_dir = self._paths.get(rel, (now, now, False))
-            self._paths[rel] = (first, now, is_dir or was_dir)
+            due = min(now + (self.settle if settled else self.debounce), first + self.max_delay)
+            self._paths[rel] = (first, due, is_dir or was_dir)
             self._cond.notify_all()
 
     def request(self, paths: Iterable[str] | None, dirs: Iterable[str] = ()) -> int:
-        """Ask for ``paths`` (None: the whole tree) to be re-checked now.
+        """Ask for ``paths`` (None: the whole tree) and ``dirs`` to be re-checked now.
 
         Returns:
             A ticket for :meth:`Daemon.wait_ticket`.
@@ -165,8 +174,7 @@ class PendingPaths:
             return self._take(self._clock() if now is None else now)
 
     def _take(self, now: float) -> Batch | None:
-        due = [rel for rel, (first, last, _) in self._paths.items()
-               if rel in self._forced or last + self.debounce <= now or first + self.max_delay <= now]
+        due = [rel for rel, (_, due_at, _) in self._paths.items() if due_at <= now or rel in self._forced]
         if not due and not self._full:
             return None
         batch = Batch(full=self._full, reason="events")
@@ -184,11 +192,12 @@ class PendingPaths:
     def next_due(self) -> float | None:
         """Clock time at which the next path becomes due (None if nothing is pending)."""
         with self._cond:
-            if self._full or self._forced:
-                return self._clock()
-            if not self._paths:
-                return None
-            return min(min(last + self.debounce, first + self.max_delay) for first, last, _ in self._paths.values())
+            return self._next_due()
+
+    def _next_due(self) -> float | None:
+        if self._full or self._forced:
+            return self._clock()
+        return min((due for _, due, _ in self._paths.values()), default=None)
 
     def wait(self, timeout: float | None = None) -> Batch | None:
         """Block until something is due (or :meth:`close`, or ``timeout``) and take it."""
@@ -199,13 +208,9 @@ class PendingPaths:
                 batch = self._take(now)
                 if batch is not None:
                     return batch
-                due = None
-                if self._paths:
-                    due = min(min(last + self.debounce, first + self.max_delay)
-                              for first, last, _ in self._paths.values())
-                limits = [t for t in (due, deadline) if t is not None]
                 if deadline is not None and now >= deadline:
                     return None
+                limits = [t for t in (self._next_due(), deadline) if t is not None]
                 self._cond.wait(max(0.0, min(limits) - now) + 0.001 if limits else None)
         return None
 
@@ -326,7 +331,7 @@ class Daemon:
         self.pid_path = client.pid_path(self.index_dir)
         self._given_embedder = embedder
         self.embedder: Embedder | None = None
-        self.pending = PendingPaths(settings.debounce_ms / 1000, settings.debounce_max_ms / 1000)
+        self.pending = PendingPaths(settings.debounce_ms / 1000, settings.debounce_max_ms / 1000, SETTLE_SECONDS)
         self._extra_ignore = list(settings.ignore)
         self._index_rel: str | None = None
         try:
@@ -800,6 +805,9 @@ class Daemon:
         """Map one watchdog event to pending paths (the observer thread; keep it cheap)."""
         self._events += 1
         is_dir = bool(event.is_directory)
+        # A closed-after-writing file, a rename's two ends (an atomic save) and a deletion are complete;
+        # a creation or a modification may be followed by more writes.
+        settled = event.event_type in ("closed", "moved", "deleted")
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if not raw:
                 continue
@@ -817,7 +825,7 @@ class Daemon:
                 if self._ignored(parent, True) and parent:
                     self._dropped += 1
                     continue
-                self.pending.add(parent, is_dir=True)
+                self.pending.add(parent, is_dir=True, settled=settled)
                 continue
             if not is_dir and language_for_path(name) is None:
                 self._dropped += 1
@@ -825,7 +833,7 @@ class Daemon:
             if self._ignored(rel, is_dir):
                 self._dropped += 1
                 continue
-            self.pending.add(rel, is_dir=is_dir)
+            self.pending.add(rel, is_dir=is_dir, settled=settled)
 
     def _ignored(self, rel: str, is_dir: bool) -> bool:
         """Whether ``rel`` is excluded by the walk's rules (skipped directory names, ignore files)."""

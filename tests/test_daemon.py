@@ -110,7 +110,7 @@ def daemon(repo: Path) -> Iterator[Daemon]:
 
 def test_pending_paths_debounce_coalesce_and_requests():
     now = [0.0]
-    p = PendingPaths(debounce=0.3, max_delay=2.0, clock=lambda: now[0])
+    p = PendingPaths(debounce=0.3, max_delay=2.0, settle=0.05, clock=lambda: now[0])
     p.add("a.py")
     now[0] = 0.2
     p.add("a.py")
@@ -120,6 +120,11 @@ def test_pending_paths_debounce_coalesce_and_requests():
     batch = p.take(0.5)
     assert batch is not None and batch.files == {"a.py"} and not batch.full and batch.ticket == 0
     assert p.take(0.55).files == {"b.py"}
+    now[0] = 0.6
+    p.add("saved.py")  # written ...
+    now[0] = 0.61
+    p.add("saved.py", settled=True)  # ... and closed: due after the short settle time
+    assert p.take(0.65) is None and p.take(0.66).files == {"saved.py"}
     for i in range(30):  # a file written every 0.1 s never settles: the max delay takes it
         now[0] = 1.0 + i / 10
         p.add("busy.py")
@@ -180,7 +185,7 @@ def test_edit_add_delete_rename_atomic_save(daemon: Daemon, repo: Path):
 
     # a file that no longer parses as UTF-8 is reported, not silently dropped
     (repo / "pkg/broken.py").write_bytes(b"def f():\n    return '\xff\xfe'\n")
-    st = wait_for(lambda: (s := client.probe(idir)) and s["not_indexed"] and s, what="not_indexed")
+    st = wait_for(lambda: (s := client.probe(idir)) and s.get("not_indexed") and s, what="not_indexed")
     assert [f["path"] for f in st["not_indexed"]] == ["pkg/broken.py"]
     settle(repo, idir, "x")
     assert index_snapshot(idir) == rebuild_snapshot(repo, repo.parent)
@@ -458,20 +463,39 @@ def start_process(root: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def test_kill_9_mid_update_then_restart_equals_rebuild(repo: Path, tmp_path: Path, capsys):
+def burst_until_embedding(repo: Path, idir: Path, tag: str) -> None:
+    """Write 150 new files and wait until the daemon is embedding them."""
+    (repo / tag).mkdir()
+    for i in range(150):
+        (repo / f"{tag}/b{i}.py").write_text(py_func(f"{tag}_{i}", f"Burst {i}.") + py_func(f"more_{i}", "More."))
+
+    def embedding() -> bool:
+        cur = (client.probe(idir) or {}).get("current") or {}
+        return cur.get("reason") == "events" and cur.get("phase") == "embed"
+
+    wait_for(embedding, timeout=30, what="an update embedding the burst")
+
+
+def test_sigterm_and_kill_9_mid_update_then_restart_equals_rebuild(repo: Path, tmp_path: Path, capsys):
     idir = repo / ".codesearch"
     proc = start_process(repo)
-    try:
+    try:  # SIGTERM in the middle of an update: a clean exit that abandons the update
         wait_for(lambda: idle(idir), timeout=30, what="start-up pass")
-        for i in range(150):
-            (repo / f"burst/b{i}.py").parent.mkdir(exist_ok=True)
-            (repo / f"burst/b{i}.py").write_text(py_func(f"burst_{i}", f"Burst {i}.") + py_func(f"more_{i}", "More."))
+        burst_until_embedding(repo, idir, "first")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not client.socket_path(idir).exists() and not client.pid_path(idir).exists()
+    assert index_snapshot(idir, cached_extra=True)
 
-        def updating() -> bool:
-            cur = (client.probe(idir) or {}).get("current") or {}
-            return cur.get("reason") == "events" and cur.get("phase") == "embed"
-
-        wait_for(updating, timeout=30, what="an update embedding the burst")
+    proc = start_process(repo)
+    try:  # kill -9 in the middle of an update
+        wait_for(lambda: idle(idir), timeout=60, what="reconciling start-up pass")
+        assert ("first/b149.py", "first_149") in units(idir)
+        assert index_snapshot(idir) == rebuild_snapshot(repo, tmp_path)
+        burst_until_embedding(repo, idir, "second")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -485,7 +509,7 @@ def test_kill_9_mid_update_then_restart_equals_rebuild(repo: Path, tmp_path: Pat
     proc = start_process(repo)  # the start-up pass reconciles the index with the tree
     try:
         wait_for(lambda: idle(idir), timeout=60, what="reconciling start-up pass")
-        assert ("burst/b149.py", "burst_149") in units(idir)
+        assert ("second/b149.py", "second_149") in units(idir)
         assert index_snapshot(idir) == rebuild_snapshot(repo, tmp_path)
         assert main(["watch", "--stop", str(repo)]) == 0
         assert "stopped the watch daemon" in capsys.readouterr().err
@@ -549,5 +573,4 @@ def test_cli_watch_end_to_end_with_the_real_model(make_repo, capsys):
             proc.kill()
         log_file.close()
     assert not client.socket_path(idir).exists() and not client.pid_path(idir).exists()
-    code = main(["query", "exponential backoff", "--repo", str(root), "--json", "-k", "1"])  # no daemon: in-process
-    assert code == 0 and json.loads(capsys.readouterr().out)["name"] == "call_with_backoff"
+    assert client.QueryRunner(idir, settings).via == "local"  # without a daemon, queries run in-process
