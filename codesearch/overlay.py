@@ -36,13 +36,12 @@ import parsers
 from parsers import Symbol
 
 from .embed import Embedder, ModelInfo
-from .errors import UsageError
 from .index import LEXICAL_WEIGHTS, Filters, IndexReader, fts_columns
 from .indexer import text_hash
 from .lexical import query_tokens, split_words
 from .lexical import tokens as lexical_tokens
-from .query import Query, normalize_kind, normalize_language, parse
-from .search import Searcher, rrf, weighted_fusion
+from .query import Query
+from .search import Searcher, fuse, resolve
 from .types import Hit, document_text
 
 log = logging.getLogger(__name__)
@@ -334,19 +333,8 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
     if not files:
         return searcher.search(query, k=k, mode=mode, languages=languages, paths=paths, kinds=kinds)
     settings = searcher.settings
-    q = parse(query) if isinstance(query, str) else query
-    k = k or settings.k
-    mode = mode or settings.mode
-    if mode not in ("hybrid", "semantic", "lexical"):
-        raise UsageError(f"unknown mode {mode!r} (choose from hybrid, semantic, lexical)")
-    filters = Filters(
-        languages=tuple(dict.fromkeys([*q.languages, *(normalize_language(x) for x in languages)])),
-        kinds=tuple(dict.fromkeys([*q.kinds, *(normalize_kind(x) for x in kinds)])),
-        paths=tuple(dict.fromkeys([*q.paths, *paths])),
-    )
-    text = q.ranking_text
-    if not text:
-        raise UsageError("empty query")
+    resolved = resolve(query, settings, k, mode, languages, paths, kinds)
+    q, text, k, mode, filters = resolved.query, resolved.text, resolved.k, resolved.mode, resolved.filters
     by_path = {f.path: f for f in files}
     # The candidates per side the Searcher ranks in this mode.
     keep = k * settings.oversample if mode == "hybrid" else k
@@ -404,15 +392,10 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
         for e in [*sem, *lex]:
             if keys.setdefault(_key(e.symbol), len(keys)) == len(symbol_of):
                 symbol_of.append(e.symbol)
-        # The Searcher's fusion, on the merged sides (kept in step by a test comparing the two).
-        w = settings.semantic_weight
-        if settings.fusion == "rrf":
-            fused = rrf([[keys[_key(e.symbol)] for e in sem], [keys[_key(e.symbol)] for e in lex]], settings.rrf_k,
-                        (2 * w, 2 - 2 * w))
-        else:
-            fused = weighted_fusion([[(keys[_key(e.symbol)], e.score) for e in sem],
-                                     [(keys[_key(e.symbol)], e.score) for e in lex]], (w, 1.0 - w))
-        ranked = [(symbol_of[i], s) for i, s in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))]
+        # The Searcher's fusion, on the merged sides.
+        fused = fuse([(keys[_key(e.symbol)], e.score) for e in sem], [(keys[_key(e.symbol)], e.score) for e in lex],
+                     settings)
+        ranked = [(symbol_of[i], s) for i, s in fused]
     sem_rank = {_key(e.symbol): (r, e.score) for r, e in enumerate(sem, 1)}
     lex_rank = {_key(e.symbol): (r, e.score) for r, e in enumerate(lex, 1)}
     hits = []

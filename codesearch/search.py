@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings, load_settings
@@ -59,6 +60,53 @@ def weighted_fusion(sides: Sequence[Sequence[tuple[int, float]]], weights: Seque
         for uid, s in pairs:
             out[uid] = out.get(uid, 0.0) + w * ((s - lo) / (hi - lo) if hi > lo else 1.0)
     return out
+
+
+def fuse(sem: Sequence[tuple[int, float]], lex: Sequence[tuple[int, float]],
+         settings: Settings) -> list[tuple[int, float]]:
+    """Hybrid ranking of the two sides' (id, score) candidates with the configured fusion, best first.
+
+    Ties break by id, so the order is deterministic.
+    """
+    w = settings.semantic_weight
+    if settings.fusion == "rrf":
+        fused = rrf([[u for u, _ in sem], [u for u, _ in lex]], settings.rrf_k, (2 * w, 2 - 2 * w))
+    else:
+        fused = weighted_fusion([sem, lex], (w, 1.0 - w))
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+@dataclass(frozen=True)
+class ResolvedQuery:
+    """A query with its defaults applied: what both the Searcher and the LSP overlay rank."""
+
+    query: Query
+    text: str
+    k: int
+    mode: str
+    filters: Filters
+
+
+def resolve(query: str | Query, settings: Settings, k: int | None = None, mode: str | None = None,
+            languages: Sequence[str] = (), paths: Sequence[str] = (), kinds: Sequence[str] = ()) -> ResolvedQuery:
+    """Parse ``query`` and merge the explicit filters and defaults (see :meth:`Searcher.search`).
+
+    Raises:
+        UsageError: unknown mode, language or kind, or nothing to search for.
+    """
+    q = parse(query) if isinstance(query, str) else query
+    mode = mode or settings.mode
+    if mode not in ("hybrid", "semantic", "lexical"):
+        raise UsageError(f"unknown mode {mode!r} (choose from hybrid, semantic, lexical)")
+    filters = Filters(
+        languages=tuple(dict.fromkeys([*q.languages, *(normalize_language(x) for x in languages)])),
+        kinds=tuple(dict.fromkeys([*q.kinds, *(normalize_kind(x) for x in kinds)])),
+        paths=tuple(dict.fromkeys([*q.paths, *paths])),
+    )
+    text = q.ranking_text
+    if not text:
+        raise UsageError("empty query")
+    return ResolvedQuery(q, text, k or settings.k, mode, filters)
 
 
 class Searcher:
@@ -133,19 +181,8 @@ class Searcher:
             Up to k hits, best first. Filters apply before ranking, so k hits come back whenever k
             units pass the filters (and, for lexical-only ranking, match the query).
         """
-        q = parse(query) if isinstance(query, str) else query
-        k = k or self.settings.k
-        mode = mode or self.settings.mode
-        if mode not in ("hybrid", "semantic", "lexical"):
-            raise UsageError(f"unknown mode {mode!r} (choose from hybrid, semantic, lexical)")
-        filters = Filters(
-            languages=tuple(dict.fromkeys([*q.languages, *(normalize_language(x) for x in languages)])),
-            kinds=tuple(dict.fromkeys([*q.kinds, *(normalize_kind(x) for x in kinds)])),
-            paths=tuple(dict.fromkeys([*q.paths, *paths])),
-        )
-        text = q.ranking_text
-        if not text:
-            raise UsageError("empty query")
+        r = resolve(query, self.settings, k, mode, languages, paths, kinds)
+        q, text, k, mode, filters = r.query, r.text, r.k, r.mode, r.filters
         need_vectors = mode != "lexical"
         qvec = self.embedder.encode([text], kind="query")[0] if need_vectors else None
         depth = k * self.settings.oversample
@@ -168,12 +205,7 @@ class Searcher:
             elif mode == "lexical":
                 scored = [(uid, s) for uid, s in lex]
             else:
-                w = self.settings.semantic_weight
-                if self.settings.fusion == "rrf":
-                    fused = rrf([[u for u, _ in sem], [u for u, _ in lex]], self.settings.rrf_k, (2 * w, 2 - 2 * w))
-                else:
-                    fused = weighted_fusion([sem, lex], (w, 1.0 - w))
-                scored = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+                scored = fuse(sem, lex, self.settings)
             scored = scored[:k]
             symbols = self.reader.symbols([uid for uid, _ in scored])
         hits = []
