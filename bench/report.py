@@ -135,6 +135,14 @@ def quality_section(report: dict[str, Any], extras: dict[str, dict[str, Any]]) -
         "`codesearch query --json -k 10` process per ranking mode (stdin batch). `lexical` is the BM25 "
         "(SQLite FTS5) reference over the same units; `hybrid` is the default.",
         "",
+        "Because every doc comment is blanked, the `header_doc_code` and `header_code` text formats embed "
+        "the same text here: the benchmark compares code-side formats and models, not the value of "
+        "documentation (which is the query). To compare a text format or a model, run e.g. "
+        "`bench/quality.py --doc-text-format code --out bench/out/quality-code.json` (or `--model DIR`) and "
+        "add `--quality-extra code=bench/out/quality-code.json` to `bench/report.py`. Prepared copies, "
+        "queries and per-query ranks stay in `bench/out/quality/<lang>/` (`selection.json`, "
+        "`queries.jsonl`, `results-<mode>.jsonl`).",
+        "",
         "MRR@10 = mean of 1/rank of the target (0 beyond rank 10); R@k = fraction of queries whose target is "
         "in the top k; nDCG@10 with one relevant result = mean of 1/log2(rank+1). Definitions in "
         "`codesearch/eval.py`.",
