@@ -608,8 +608,8 @@ def report(results: dict[str, Any]) -> str:
         f"| {mp(f100['all_ms'])} (n={f100['all_ms']['n']}) |",
         f"| &nbsp;&nbsp;written in place | {mp(f10['in_place_ms'])} | {mp(f100['in_place_ms'])} |",
         f"| &nbsp;&nbsp;atomic save (temp file renamed over it) | {mp(f10['atomic_ms'])} | {mp(f100['atomic_ms'])} |",
-        f"| &nbsp;&nbsp;of which the daemon's index update | {mp(f10['index_update_ms'])} "
-        f"| {mp(f100['index_update_ms'])} |",
+        f"| the daemon's whole update, FAISS file written (queries see the edit before: the daemon's reader "
+        f"follows the SQLite commit) | {mp(f10['index_update_ms'])} | {mp(f100['index_update_ms'])} |",
         f"| warm query through the daemon's socket | {mp(q10['socket_ms'])} | {mp(q100['socket_ms'])} |",
         f"| warm `codesearch query` (a CLI process answered by the daemon) | {mp(q10['cli_warm_ms'])} "
         f"| {mp(q100['cli_warm_ms'])} |",
@@ -645,10 +645,12 @@ def report(results: dict[str, Any]) -> str:
         "",
         "Where an update's time goes (cProfile of single-file updates): at 10k units, re-tokenising the lexical "
         "(FTS) rows of every unit of the changed file, embedding the changed unit on one torch thread, parsing "
-        "the file, and rewriting the FAISS file (15 MB) take most of it; at 100k units the FAISS file "
-        "(154 MB) dominates: the writer reads the previous generation's file (~0.25 s) and writes the new one "
-        "(~0.3 s plus fsync), and the daemon's reader loads it (~0.25 s). Keeping the FAISS index in memory in "
-        "the writer, and updating the reader's copy from the id delta, would remove most of that.",
+        "the file, and rewriting the FAISS file (15 MB) take most of it. At 100k units the FAISS file (154 MB) "
+        "dominates the writer's side: it reads the previous generation's file (~0.25 s) and writes the new one "
+        "(~0.3 s plus fsync). The daemon's reader does not wait for that file: it applies the generation's id "
+        "delta (ids that left, ids that came, read from the committed SQLite snapshot) to its in-memory FAISS "
+        "index, which is why an edit is searchable before the update has finished; this cut the 100k median "
+        "from 1.7 s to 0.7 s.",
     ]
     return "\n".join(lines) + "\n"
 

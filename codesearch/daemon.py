@@ -64,6 +64,9 @@ MOVE_PAIR_DELAY = 0.05
 SETTLE_SECONDS = 0.05
 #: Longest wait for a generation's FAISS file while the writer is publishing it.
 _PUBLISH_WAIT = 30.0
+#: Largest id delta the daemon's reader applies in memory (above it, and above a tenth of the index,
+#: it loads the generation's FAISS file).
+_MAX_DELTA = 5000
 #: Back-off after a failed update, doubling per consecutive failure.
 _RETRY_FIRST, _RETRY_MAX = 1.0, 60.0
 #: Fewest texts one encoder call gets when the writer encodes in parallel.
@@ -280,17 +283,57 @@ class ParallelEmbedder:
 
 
 class _DaemonReader(IndexReader):
-    """An IndexReader that, for a generation the daemon is still publishing, waits for its FAISS
-    file instead of rebuilding the whole FAISS index from SQLite (seconds at 100k units)."""
+    """The daemon's IndexReader: it follows new generations from their id delta.
+
+    Unit ids are never reused and a unit's vector never changes, so the FAISS index of a new
+    generation is the previous one minus the ids that left and plus the ids that came, read from
+    the same SQLite snapshot; FAISS keeps ids in ascending order either way, so the result equals
+    the generation's FAISS file. That serves a generation as soon as SQLite has committed it,
+    without waiting for the writer to write its FAISS file, and without reading that file (154 MB
+    at 100k units). Large deltas (a storm, a rebuild) load the file as the base class does, waiting
+    while the writer publishes it rather than rebuilding the whole index from SQLite.
+    """
 
     def __init__(self, index_dir: Path, wait_published: Callable[[int], None]) -> None:
         super().__init__(index_dir)
         self._wait_published = wait_published
 
     def _load_faiss(self, gen: int) -> None:
+        if self._faiss is not None and self._faiss.d == self.dim and self._apply_delta():
+            self.generation = gen
+            return
         if not faiss_path(self.index_dir, gen).is_file():
             self._wait_published(gen)
         super()._load_faiss(gen)
+
+    def drop_faiss(self) -> None:
+        """Forget the FAISS index: the next snapshot loads its generation's file."""
+        self._faiss = None
+        self.generation = -1
+
+    def _apply_delta(self) -> bool:
+        import faiss
+
+        ids = np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM units")), dtype=np.int64)
+        have = faiss.vector_to_array(self._faiss.id_map).astype(np.int64)
+        removed = np.setdiff1d(have, ids, assume_unique=True)
+        added = np.setdiff1d(ids, have, assume_unique=True)
+        if len(removed) + len(added) > max(_MAX_DELTA, len(ids) // 10):
+            return False
+        rows: list[tuple[int, bytes]] = []
+        for start in range(0, len(added), 500):
+            chunk = [int(x) for x in added[start:start + 500]]
+            rows += self.conn.execute(
+                f"SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash "
+                f"WHERE u.id IN ({','.join('?' * len(chunk))}) ORDER BY u.id", chunk).fetchall()
+        if len(rows) != len(added):
+            return False  # a unit without its vector: let the base class decide
+        if len(removed):
+            self._faiss.remove_ids(removed)
+        if rows:
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+            self._faiss.add_with_ids(vecs, np.asarray([r[0] for r in rows], dtype=np.int64))
+        return True
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -359,6 +402,7 @@ class Daemon:
         self._last_update: dict[str, Any] | None = None
         self._last_error: str | None = None
         self._updates = 0
+        self._failed_since_file = False
         self._events = 0
         self._dropped = 0
         self._started_at = time.time()
@@ -936,6 +980,7 @@ class Daemon:
                     self.pending.add(rel)
                 for rel in batch.dirs:
                     self.pending.add(rel, is_dir=True)
+            self._failed_since_file = True
             self._end_update()
             self._finish(batch, {"error": str(exc)})
             return False
@@ -943,7 +988,8 @@ class Daemon:
         with self._pub:
             self._updating = False
             self._pub.notify_all()
-        self._warm_reader(report)
+        self._warm_reader(report, from_file=batch.full or self._failed_since_file)
+        self._failed_since_file = False
         summary = self._summary(report, batch, paths, seconds)
         self._finish(batch, summary)
         self._end_update()  # idle only once the status tells of this update
@@ -972,14 +1018,22 @@ class Daemon:
         self._check_stop()
         self._progress_info = (phase, done, total)
 
-    def _warm_reader(self, report: IndexReport) -> None:
-        """Load the new generation into the reader now, not on the next query."""
+    def _warm_reader(self, report: IndexReport, from_file: bool) -> None:
+        """Load the new generation into the reader now, not on the next query.
+
+        ``from_file``: load the generation's FAISS file instead of applying the id delta. After a
+        full pass or a failed update the writer may have built its file from scratch, and its
+        order of equal-scoring vectors then differs from a delta's; loading the file keeps the
+        daemon's ties broken exactly as an in-process search breaks them.
+        """
         with self._search_lock:
             if report.rebuild_reason:
                 self._searchers.clear()
                 if self._reader is not None:
                     self._reader.close()
                     self._reader = None
+            if from_file and self._reader is not None:
+                self._reader.drop_faiss()
             try:
                 if self._reader is None:
                     self._reader = _DaemonReader(self.index_dir, self._wait_published)

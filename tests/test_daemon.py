@@ -78,6 +78,24 @@ def settle(root: Path, idir: Path, tag: str) -> None:
     wait_for(lambda: idle(idir), what="idle daemon")
 
 
+def assert_reader_matches_file(d: Daemon) -> None:
+    """The daemon's in-memory FAISS index (kept up to date from id deltas) equals its generation's file."""
+    import faiss
+    import numpy as np
+
+    with d._search_lock:
+        reader = d._reader
+        assert reader is not None
+        with reader.snapshot():
+            mine = reader._faiss
+            gen = reader.generation
+            ids = faiss.vector_to_array(mine.id_map)
+            vecs = mine.index.reconstruct_n(0, mine.ntotal)
+    other = faiss.read_index(str(d.index_dir / f"vectors.g{gen}.faiss"))
+    assert np.array_equal(ids, faiss.vector_to_array(other.id_map))  # same order: ties break alike
+    assert np.array_equal(vecs, other.index.reconstruct_n(0, other.ntotal))
+
+
 def rebuild_snapshot(root: Path, tmp: Path, dim: int = 32) -> dict[str, Any]:
     """The index a full build of the tree as it is now produces (in another index directory)."""
     other = tmp / f"rebuild-{time.monotonic_ns()}"
@@ -189,6 +207,7 @@ def test_edit_add_delete_rename_atomic_save(daemon: Daemon, repo: Path):
     assert [f["path"] for f in st["not_indexed"]] == ["pkg/broken.py"]
     settle(repo, idir, "x")
     assert index_snapshot(idir) == rebuild_snapshot(repo, repo.parent)
+    assert_reader_matches_file(daemon)
 
 
 def test_directory_create_move_delete(daemon: Daemon, repo: Path, tmp_path: Path):
@@ -285,6 +304,7 @@ def test_storm_of_events_equals_full_rebuild(daemon: Daemon, repo: Path, tmp_pat
     st = client.probe(idir)
     assert st["events"] > 500
     assert index_snapshot(idir) == rebuild_snapshot(repo, tmp_path)
+    assert_reader_matches_file(daemon)
 
 
 def test_queries_see_old_or_new_state_never_a_mix(daemon: Daemon, repo: Path):
