@@ -362,9 +362,7 @@ def watch(path: str, index_dir: str | None, model: str | None, detach: bool, sto
 
 
 def _detach(root: Path, idir: Path, model: str | None, verbose: bool) -> None:
-    """Start ``codesearch watch`` in the background and wait until it answers on its socket."""
-    import subprocess
-
+    """Start ``codesearch watch`` in its own session and wait until it answers on its socket."""
     from . import client
 
     running = client.probe(idir)
@@ -374,20 +372,26 @@ def _detach(root: Path, idir: Path, model: str | None, verbose: bool) -> None:
     log_path = idir / client.LOG_NAME
     cmd = [sys.executable, "-m", "codesearch.cli", "watch", str(root), "--index-dir", str(idir)]
     cmd += (["--model", model] if model else []) + (["-v"] if verbose else [])
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                                start_new_session=True, close_fds=True)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        pid = os.posix_spawn(sys.executable, cmd, dict(os.environ), setsid=True, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+    finally:
+        os.close(log_fd)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
             tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-            raise CodesearchError("the watch daemon did not start: " + (" / ".join(tail) or f"exit {proc.returncode}"))
+            raise CodesearchError("the watch daemon did not start: "
+                                  + (" / ".join(tail) or f"exit {os.waitstatus_to_exitcode(status)}"))
         info = client.probe(idir, timeout=1.0)
-        if info is not None and info.get("pid") == proc.pid:
-            click.echo(f"codesearch: watching {root} in the background (pid {proc.pid}, log {log_path})", err=True)
+        if info is not None and info.get("pid") == pid:
+            click.echo(f"codesearch: watching {root} in the background (pid {pid}, log {log_path})", err=True)
             return
         time.sleep(0.1)
-    raise CodesearchError(f"the watch daemon (pid {proc.pid}) did not answer within 300s; see {log_path}")
+    raise CodesearchError(f"the watch daemon (pid {pid}) did not answer within 300s; see {log_path}")
 
 
 @cli.command()

@@ -594,3 +594,35 @@ def test_cli_watch_end_to_end_with_the_real_model(make_repo, capsys):
         log_file.close()
     assert not client.socket_path(idir).exists() and not client.pid_path(idir).exists()
     assert client.QueryRunner(idir, settings).via == "local"  # without a daemon, queries run in-process
+
+
+def test_detach_then_stop(make_repo, capsys):
+    """`codesearch watch --detach` returns once the background daemon answers; --stop ends it."""
+    root = make_repo({"a.py": py_func("detached_fn", "Runs in the background.")}, name="detached")
+    idir = root / ".codesearch"
+    assert main(["watch", "--detach", str(root)]) == 0
+    assert "in the background" in capsys.readouterr().err
+    info = client.probe(idir)
+    assert info is not None and info["pid"] != os.getpid()
+    pid = info["pid"]
+    try:
+        wait_for(lambda: idle(idir), timeout=60, what="start-up pass")
+        assert ("a.py", "detached_fn") in units(idir)
+        assert main(["watch", "--detach", str(root)]) == 1  # one daemon per index
+        assert "already keeps" in capsys.readouterr().err
+    finally:
+        assert main(["watch", "--stop", str(root)]) == 0
+    _, status = os.waitpid(pid, 0)  # the daemon is this process's child here: reap it
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not client.socket_path(idir).exists() and not client.pid_path(idir).exists()
+    assert "watching" in (idir / client.LOG_NAME).read_text()
+
+
+def test_find_repo_agrees_with_the_searcher(tmp_path: Path):
+    from codesearch.search import find_repo
+
+    (tmp_path / "r/.codesearch").mkdir(parents=True)
+    (tmp_path / "r/a/b").mkdir(parents=True)
+    for start in (tmp_path / "r/a/b", tmp_path / "r", tmp_path):
+        assert client.find_repo(start) == find_repo(start)
+    assert client.index_dir_for(tmp_path, None) == tmp_path / ".codesearch"
