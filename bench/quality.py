@@ -66,6 +66,7 @@ from docstrip import (  # noqa: E402
 
 from codesearch.eval import evaluate, per_query_metrics  # noqa: E402
 from parsers import Symbol, extract, language_for_path  # noqa: E402
+from parsers.docstrings import clean_summary, first_sentence  # noqa: E402
 
 try:
     from codesearch.walk import SKIP_DIRS
@@ -93,34 +94,9 @@ STANDARD_METHODS = frozenset({
     "constructor", "to_s", "to_str", "inspect", "hash", "eql?", "==", "<=>", "String", "Error", "GoString",
     "Len", "Less", "Swap",
 })
-_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "cf", "approx", "resp", "no", "incl", "eg", "ie"})
 
 
 # ---------------------------------------------------------------------------------------------- summaries
-
-def clean_summary(text: str) -> str:
-    """Strip doc markup (Javadoc inline tags, HTML, reST roles, backticks) and collapse whitespace."""
-    text = re.sub(r"\{@(?:code|literal|link|linkplain|value)\s+([^}]*)\}",
-                  lambda m: m.group(1).split()[-1] if m.group(1).strip() else "", text)
-    text = re.sub(r"<[^>\n]{1,40}>", " ", text)
-    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
-    text = text.replace("``", "").replace("`", "")
-    text = re.sub(r"(?<![\w+])\+([^\s+]+)\+(?![\w+])", r"\1", text)  # RDoc +code+
-    text = re.sub(r"\{((?:[A-Z]\w*::)*[\w#.?!]+)\}", r"\1", text)  # YARD {Class#method} links
-    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&quot;", '"')
-    return " ".join(text.split())
-
-
-def first_sentence(text: str) -> str:
-    """The text up to the first sentence end (``.``, ``!`` or ``?`` then a space or the end)."""
-    for m in re.finditer(r"[.!?](?=\s|$)", text):
-        before = text[: m.start()]
-        word = before.rsplit(" ", 1)[-1].lower().lstrip("([{\"'")
-        if m.group() == "." and word in _ABBREVIATIONS:
-            continue
-        return text[: m.end()].strip()
-    return text.strip()
-
 
 def query_text(summary: str, name: str = "") -> str | None:
     """The query for a summary, or None when CodeSearchNet-style filters reject it.

@@ -208,3 +208,33 @@ def summary(doc: str) -> str:
             break
         kept.append(stripped)
     return " ".join(" ".join(kept).split())
+
+
+_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "cf", "approx", "resp", "no", "incl", "eg", "ie"})
+
+
+def clean_summary(text: str) -> str:
+    """Strip doc markup (Javadoc inline tags, HTML, reST roles, backticks, RDoc/YARD) and collapse whitespace.
+
+    Used where a docstring summary becomes a query (bench/quality.py) or a training text (trainer/data.py).
+    """
+    text = re.sub(r"\{@(?:code|literal|link|linkplain|value)\s+([^}]*)\}",
+                  lambda m: m.group(1).split()[-1] if m.group(1).strip() else "", text)
+    text = re.sub(r"<[^>\n]{1,40}>", " ", text)
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
+    text = text.replace("``", "").replace("`", "")
+    text = re.sub(r"(?<![\w+])\+([^\s+]+)\+(?![\w+])", r"\1", text)  # RDoc +code+
+    text = re.sub(r"\{((?:[A-Z]\w*::)*[\w#.?!]+)\}", r"\1", text)  # YARD {Class#method} links
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&quot;", '"')
+    return " ".join(text.split())
+
+
+def first_sentence(text: str) -> str:
+    """The text up to the first sentence end (``.``, ``!`` or ``?`` then a space or the end)."""
+    for m in re.finditer(r"[.!?](?=\s|$)", text):
+        before = text[: m.start()]
+        word = before.rsplit(" ", 1)[-1].lower().lstrip("([{\"'")
+        if m.group() == "." and word in _ABBREVIATIONS:
+            continue
+        return text[: m.end()].strip()
+    return text.strip()
