@@ -414,7 +414,8 @@ def build_faiss(conn: sqlite3.Connection, dim: int) -> Any:
     import faiss
 
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    rows = conn.execute("SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash").fetchall()
+    rows = conn.execute("SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash "
+                        "ORDER BY u.id").fetchall()
     if rows:
         ids, vecs = _rows_to_arrays(rows, dim)
         index.add_with_ids(vecs, ids)
