@@ -19,6 +19,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from report import DOCS, replace_section  # noqa: E402
+from tune_fusion import worst_margin  # noqa: E402
 
 OUT = BENCH / "out"
 MODES = ("semantic", "lexical", "hybrid")
@@ -54,9 +55,7 @@ def tune_table(t: list[dict], n: int = 10) -> list[str]:
     rows = [*t[:n], *(r for r in chosen if r not in t[:n]), *rrf, base["semantic"], base["lexical"]]
     for r in rows:
         f, w, kk, o = r["setting"]
-        margin = min(r["per_language"][lang]["mrr@10"] - max(base["semantic"]["per_language"][lang]["mrr@10"],
-                                                              base["lexical"]["per_language"][lang]["mrr@10"])
-                     for lang in langs)
+        margin = worst_margin(r, base, langs)
         m = r["macro"]
         mark = " (**default**)" if r in chosen else ""
         lines.append(f"| {tuple(r['columns'])} | {f}{mark} | {w if f not in ('semantic', 'lexical') else '-'} | "

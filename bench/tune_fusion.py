@@ -101,6 +101,13 @@ def candidates(lang: str, depth: int):
     return out
 
 
+def worst_margin(result: dict, base: dict, langs: list[str]) -> float:
+    """The smallest, over languages, of a setting's MRR@10 minus the better single side's."""
+    return min(result["per_language"][lang]["mrr@10"] - max(base["semantic"]["per_language"][lang]["mrr@10"],
+                                                             base["lexical"]["per_language"][lang]["mrr@10"])
+               for lang in langs)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--langs", nargs="+", default=LANGS)
@@ -135,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     base = {r["setting"][0]: r for r in results if r["setting"][0] in ("semantic", "lexical")
             and r["columns"] == COLUMN_WEIGHTS[0]}
     for r in results[:15] + [base["semantic"], base["lexical"]]:
-        margin = min(r["per_language"][lang]["mrr@10"] - max(base["semantic"]["per_language"][lang]["mrr@10"],
-                                                              base["lexical"]["per_language"][lang]["mrr@10"])
-                     for lang in langs)
+        margin = worst_margin(r, base, langs)
         f, w, kk, o = r["setting"]
         m = r["macro"]
         print(f"| {r['columns']} | {f} | {w} | {kk} | {o} | {m['mrr@10']:.3f} | {m['recall@1']:.3f} | "
