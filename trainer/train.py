@@ -185,11 +185,11 @@ def _batch_groups(encoder: Encoder, batch: Sequence[Pair], negatives: dict[str, 
 
 def model_identity(path: Path, manifest: dict[str, Any]) -> str:
     """A model directory's name: its manifest's ``model_id``, the packaged model's hub name, or config's."""
-    from codesearch.embed import default_model_dir
+    from codesearch.embed import base_model_dir
 
     if manifest.get("model_id"):
         return str(manifest["model_id"])
-    if path.resolve() == default_model_dir().resolve():
+    if path.resolve() == base_model_dir().resolve():
         return "sentence-transformers/all-MiniLM-L6-v2"
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     return str(config.get("_name_or_path") or path.name)
@@ -301,6 +301,13 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
         start = int(state["step"])
     log_path = stage_dir / "log.jsonl"
     _truncate_log(log_path, start)
+    if start == 0:
+        log_path.unlink(missing_ok=True)
+    if start == 0 and dev:
+        # The starting model on the same dev protocol (logged as step -1), so the log shows what the stage bought.
+        init_dev = dev_mrr(encoder, dev, cfg.doc_text_format, cfg.query_max_length, cfg.doc_max_length)
+        _append_log(log_path, {"step": -1, "dev": init_dev, "model": "init"})
+        log.info("stage %d: starting model dev MRR@10 %.4f %s", cfg.stage, init_dev["mrr@10"], init_dev["languages"])
 
     sources = sampling_sources(pairs, cfg.min_source_pairs or cfg.batch_size)
     sampler = SourceBatchSampler({k: len(v) for k, v in sources.items()}, cfg.batch_size,
@@ -379,9 +386,9 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
 def default_init(work: Path, stage: int) -> Path:
     """Stage 1 starts from the packaged all-MiniLM-L6-v2, stage 2 from stage 1's model."""
     if stage == 1:
-        from codesearch.embed import default_model_dir
+        from codesearch.embed import base_model_dir
 
-        return default_model_dir()
+        return base_model_dir()
     model = work / "stage1" / "model"
     if not (model / "model.safetensors").is_file():
         raise FileNotFoundError(f"stage 2 starts from stage 1's model, not found at {model}: run stage 1 first")

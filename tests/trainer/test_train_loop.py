@@ -53,6 +53,8 @@ def test_resume_gives_the_same_weights(tmp_path, tiny_model_dir, fixture_data_di
     log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [0, 1, 2, 3]
     assert any("dev" in r for r in log)
+    starts = [r for r in log if r["step"] == -1]  # the starting model, logged once despite the resume
+    assert len(starts) == 1 and starts[0]["model"] == "init" and "mrr@10" in starts[0]["dev"]
     again = run_stage(cfg, fixture_data_dir, tmp_path / "b", tiny_model_dir, progress=False)
     assert again.status == "already_done"
 
