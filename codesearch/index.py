@@ -565,6 +565,21 @@ class IndexReader:
             out.update((r["id"], row_to_symbol(r)) for r in rows)
         return out
 
+    def cached_vectors(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vector cache's entries for these text hashes (those it has, of the index's dimension)."""
+        dim = self.dim
+        out: dict[str, np.ndarray] = {}
+        hashes = list(dict.fromkeys(text_hashes))
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            rows = self.conn.execute(
+                f"SELECT text_hash, vector FROM vectors WHERE text_hash IN ({','.join('?' * len(chunk))})", chunk)
+            for h, blob in rows:
+                vec = np.frombuffer(blob, dtype=np.float32)
+                if vec.shape == (dim,):
+                    out[h] = vec
+        return out
+
     def status(self) -> dict[str, Any]:
         """Counts and identity of the index, for ``codesearch status``."""
         with self.snapshot():

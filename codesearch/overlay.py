@@ -184,16 +184,8 @@ class BufferOverlay:
         with self._lock:
             found = {h: self._vectors[h] for h in hashes if h in self._vectors}
         wanted = [h for h in dict.fromkeys(hashes) if h not in found]
-        dim = int(reader.meta["dim"])
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            # The index's vector cache, keyed by the same text hash the indexer computes.
-            rows = reader.conn.execute(
-                f"SELECT text_hash, vector FROM vectors WHERE text_hash IN ({','.join('?' * len(chunk))})", chunk)
-            for h, blob in rows:
-                vec = np.frombuffer(blob, dtype=np.float32)
-                if vec.shape == (dim,):
-                    found[h] = vec
+        # The index's vector cache, keyed by the same text hash the indexer computes.
+        found.update(reader.cached_vectors(wanted))
         return found
 
     def drop(self, path: str) -> bool:
