@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .types import Hit
 
 log = logging.getLogger("codesearch")
+MODEL_HELP = ('Encoder model directory, or "base" for the packaged all-MiniLM-L6-v2 '
+              '(default: the code-search model shipped with codesearch).')
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -98,7 +100,7 @@ def cli() -> None:
 @cli.command()
 @click.argument("path", default=".", type=click.Path(file_okay=False, path_type=str))
 @click.option("--index-dir", help="Where to keep the index (default: PATH/.codesearch).")
-@click.option("--model", help="Encoder model directory (default: the packaged all-MiniLM-L6-v2).")
+@click.option("--model", help=MODEL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what is being done.")
 def index(path: str, index_dir: str | None, model: str | None, as_json: bool, verbose: bool) -> None:
@@ -306,7 +308,7 @@ def _setup_watch_logging(verbose: bool) -> None:
 @cli.command()
 @click.argument("path", default=".", type=click.Path(file_okay=False, path_type=str))
 @click.option("--index-dir", help="Where the index lives (default: PATH/.codesearch).")
-@click.option("--model", help="Encoder model directory (default: the packaged all-MiniLM-L6-v2).")
+@click.option("--model", help=MODEL_HELP)
 @click.option("--detach", is_flag=True, help="Run in the background (log: INDEX_DIR/daemon.log).")
 @click.option("--stop", is_flag=True, help="Stop the daemon watching PATH.")
 @click.option("--status", "show_status", is_flag=True, help="Show the daemon watching PATH (exit 1: none runs).")

@@ -25,7 +25,8 @@ class Settings:
     """All tunables of codesearch.
 
     Attributes:
-        model: Model directory (Hugging Face layout); None means the packaged all-MiniLM-L6-v2.
+        model: Model directory (Hugging Face layout), or "base" for the packaged all-MiniLM-L6-v2; None (or
+            "default") means the code-search model shipped in the package.
         index_dir: Where the index lives; None means ``REPO/.codesearch``.
         doc_text_format: How units are turned into encoder text (one of DOC_TEXT_FORMATS).
         max_length: Encoder max tokens per unit.
@@ -57,7 +58,7 @@ class Settings:
     mode: str = "hybrid"
     oversample: int = 5
     fusion: str = "weighted"
-    semantic_weight: float = 0.6
+    semantic_weight: float = 0.7
     rrf_k: int = 60
     debounce_ms: int = 300
     debounce_max_ms: int = 2000

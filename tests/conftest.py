@@ -28,12 +28,22 @@ REPOS = FIXTURES / "repos"
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    """The packaged all-MiniLM-L6-v2 with the default settings, loaded once per session (what users get)."""
+    """The shipped code-search model with the default settings, loaded once per session (what users get)."""
     from codesearch.config import Settings
     from codesearch.embed import TransformerEmbedder
 
     defaults = Settings()
     return TransformerEmbedder(max_length=defaults.max_length, batch_size=defaults.batch_size)
+
+
+@pytest.fixture(scope="session")
+def base_embedder():
+    """The packaged all-MiniLM-L6-v2 (the model the shipped one was trained from), default settings."""
+    from codesearch.config import Settings
+    from codesearch.embed import TransformerEmbedder
+
+    defaults = Settings()
+    return TransformerEmbedder("base", max_length=defaults.max_length, batch_size=defaults.batch_size)
 
 
 @pytest.fixture

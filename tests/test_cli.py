@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from codesearch.cli import main
+from codesearch.embed import SHIPPED_MODEL
 
 REPO = {
     "http/cookies.py": '''
@@ -141,7 +142,7 @@ def test_status(indexed_repo, capsys):
     assert code == 0
     info = json.loads(out)
     assert info["units"] == 5 and info["languages"] == {"go": 1, "java": 2, "python": 2}
-    assert info["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info["model"] == json.loads((SHIPPED_MODEL / "manifest.json").read_text(encoding="utf-8"))["model_id"]
 
 
 @pytest.mark.parametrize("args,code,message", [

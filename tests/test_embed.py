@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -19,28 +22,48 @@ TEXTS = [
 ]
 
 
-def test_matches_sentence_transformers(real_embedder):
+@pytest.fixture(params=["shipped", "base"])
+def any_embedder(request, real_embedder, base_embedder):
+    """Both packaged models: the shipped one (fp16 weights on disk) and all-MiniLM-L6-v2 (fp32)."""
+    return real_embedder if request.param == "shipped" else base_embedder
+
+
+def test_matches_sentence_transformers(any_embedder):
     from sentence_transformers import SentenceTransformer
 
-    st_model = SentenceTransformer(real_embedder.info.path, device="cpu")
-    st_model.max_seq_length = real_embedder.max_length
+    st_model = SentenceTransformer(any_embedder.info.path, device="cpu", model_kwargs={"dtype": torch.float32})
+    st_model.max_seq_length = any_embedder.max_length
     expected = st_model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
-    got = real_embedder.encode(TEXTS)
+    got = any_embedder.encode(TEXTS)
     assert got.shape == (4, 384) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=2e-5)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_matches_transformers_bertmodel(real_embedder):
+def test_matches_transformers_bertmodel(any_embedder):
     from transformers import AutoModel, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(real_embedder.info.path)
-    model = AutoModel.from_pretrained(real_embedder.info.path).eval()
-    batch = tok(TEXTS, padding=True, truncation=True, max_length=real_embedder.max_length, return_tensors="pt")
+    tok = AutoTokenizer.from_pretrained(any_embedder.info.path)
+    model = AutoModel.from_pretrained(any_embedder.info.path, dtype=torch.float32).eval()
+    batch = tok(TEXTS, padding=True, truncation=True, max_length=any_embedder.max_length, return_tensors="pt")
     with torch.inference_mode():
         hidden = model(**batch).last_hidden_state
     expected = torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).numpy()
-    np.testing.assert_allclose(real_embedder.encode(TEXTS), expected, atol=2e-5)
+    np.testing.assert_allclose(any_embedder.encode(TEXTS), expected, atol=2e-5)
+
+
+def test_shipped_model_is_the_default_and_not_the_base(real_embedder, base_embedder):
+    from codesearch.embed import SHIPPED_MODEL, base_model_dir, resolve_model_dir
+
+    assert Path(real_embedder.info.path) == SHIPPED_MODEL.resolve()
+    assert resolve_model_dir(None) == resolve_model_dir("default") == SHIPPED_MODEL.resolve()
+    assert resolve_model_dir("base") == base_model_dir().resolve()
+    assert base_embedder.info.model_id == "sentence-transformers/all-MiniLM-L6-v2"
+    assert real_embedder.info.sha256 != base_embedder.info.sha256
+    manifest = json.loads((SHIPPED_MODEL / "manifest.json").read_text(encoding="utf-8"))
+    assert real_embedder.info.model_id == manifest["model_id"]
+    assert manifest["ship"]["ship"] is True, manifest["ship"]  # shipped only with a winning verdict
+    assert manifest["base_model"]["sha256"] == base_embedder.info.sha256
 
 
 def test_order_and_batching_do_not_change_vectors(real_embedder):

@@ -19,12 +19,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from codesearch.config import Settings
+
 from . import train as train_mod
 from .train import DEFAULT_WORK
 
 log = logging.getLogger("trainer")
 
 LANGUAGES = ("python", "go", "java", "javascript", "php", "ruby")
+#: Model labels of ``eval --models`` that are not directories.
+NAMED_MODELS = ("base", "shipped", "stage1", "stage2", "export")
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -134,11 +138,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def model_path(work: Path, label: str) -> Path:
-    """``base`` (packaged model), ``stage1``, ``stage2``, ``export`` or a directory."""
-    if label == "base":
-        from codesearch.embed import default_model_dir
+    """``base`` (packaged all-MiniLM-L6-v2), ``shipped`` (codesearch's default model), ``stage1``, ``stage2``,
+    ``export`` or a directory."""
+    from codesearch.embed import SHIPPED_MODEL, base_model_dir
 
-        return default_model_dir()
+    if label == "base":
+        return base_model_dir()
+    if label == "shipped":
+        return SHIPPED_MODEL
     named = {"stage1": work / "stage1" / "model", "stage2": work / "stage2" / "model", "export": work / "export"}
     return named.get(label, Path(label))
 
@@ -160,7 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not (path / "model.safetensors").is_file():
             log.warning("skipping %s: no model at %s", label, path)
             continue
-        key = Path(label).name if label not in ("base", "stage1", "stage2", "export") else label
+        key = Path(label).name if label not in NAMED_MODELS else label
         out = args.work / "eval" / f"{key}.json"
         sha = train_mod.file_sha256(path / "model.safetensors")
         old = _read_json(out)
@@ -187,8 +194,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return 2
         for label in args.models:
             path = model_path(args.work, label)
-            key = Path(label).name if label not in ("base", "stage1", "stage2", "export") else label
-            run_repo_benchmark(None if label == "base" else path, args.work / "eval" / f"repo-{key}.json",
+            key = Path(label).name if label not in NAMED_MODELS else label
+            run_repo_benchmark(path, args.work / "eval" / f"repo-{key}.json",
                                args.langs)
     return 0
 
@@ -214,8 +221,30 @@ def cmd_export(args: argparse.Namespace) -> int:
                             dtype=args.dtype, max_length=args.max_length,
                             data_manifest=_read_json(args.work / "data" / "manifest.json"),
                             train_configs=configs, metrics=metrics, ship=ship)
-    print(json.dumps({"exported": str(args.out or args.work / "export"), "ship": manifest["ship"]}, indent=2))
+    out = args.out or args.work / "export"
+    print(json.dumps({"exported": str(out), "ship": manifest["ship"]}, indent=2))
+    if args.ship:
+        if not manifest["ship"]["ship"] and not args.force:
+            print(f"not shipped: {manifest['ship']['reason']} (--force ships it anyway)", file=sys.stderr)
+            return 1
+        from codesearch.embed import SHIPPED_MODEL
+
+        ship_model(out, SHIPPED_MODEL)
+        print(f"shipped: {out} -> {SHIPPED_MODEL}")
     return 0
+
+
+def ship_model(src: Path, dest: Path) -> None:
+    """Replace the model directory ``dest`` (the package's default model) by the export ``src``."""
+    import shutil
+
+    tmp = dest.with_name(dest.name + ".new")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
 
 
 def cmd_all(args: argparse.Namespace) -> int:
@@ -272,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="held-out MRR@10 / Recall@1 per language (CodeSearchNet protocol)")
     work(p)
     p.add_argument("--models", nargs="+", default=["base", "stage1", "stage2"],
-                   help="base, stage1, stage2, export or model directories")
+                   help="base, shipped, stage1, stage2, export or model directories")
     p.add_argument("--langs", nargs="+", default=list(LANGUAGES), choices=LANGUAGES)
     p.add_argument("--distractors", type=int, default=999)
     p.add_argument("--max-queries", type=int, default=1000, help="queries per language")
@@ -288,7 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path)
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--model-id", default="codesearch-minilm-gte")
-    p.add_argument("--max-length", type=int)
+    p.add_argument("--max-length", type=int, default=Settings().max_length,
+                   help="document token limit the index uses with this model (default: the index's default, "
+                        "%(default)s)")
+    p.add_argument("--ship", action="store_true",
+                   help="install the export as codesearch's default model (codesearch/model) if the verdict says so")
+    p.add_argument("--force", action="store_true", help="with --ship: ship even without a winning verdict")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("all", help="every step in order")

@@ -196,20 +196,18 @@ def benchmark_leakage(train_pairs: Sequence[Pair], bench_files: dict[str, set[st
     return out
 
 
-def run_repo_benchmark(model_dir: Path | None, out_json: Path, languages: Sequence[str]) -> dict[str, Any]:
+def run_repo_benchmark(model_dir: Path, out_json: Path, languages: Sequence[str]) -> dict[str, Any]:
     """Run ``bench/quality.py`` (semantic mode) with a model directory; returns its JSON report.
 
     Args:
-        model_dir: Model directory (None: the packaged default).
+        model_dir: Model directory.
         out_json: Where the benchmark writes its report.
         languages: Languages to run.
     """
     from .corpora import BENCH
 
     cmd = [sys.executable, str(BENCH / "quality.py"), "--modes", "semantic", "--out", str(out_json),
-           "--langs", *languages]
-    if model_dir is not None:
-        cmd += ["--model", str(model_dir)]
+           "--langs", *languages, "--model", str(model_dir)]
     log.info("running %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     return dict(json.loads(out_json.read_text(encoding="utf-8")))

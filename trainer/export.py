@@ -3,8 +3,9 @@
 Files: ``config.json`` (BERT config), ``model.safetensors`` (encoder weights, keys ``embeddings.*`` /
 ``encoder.layer.*``, float16 by default), ``tokenizer.json``, ``manifest.json`` and a short ``README.md``.
 
-``manifest.json`` holds what the encoder reads (``model_id``, ``max_length``, ``doc_text_format``,
-``query_prefix``, ``document_prefix``) and what makes the model reproducible and judgeable: the base
+``manifest.json`` holds what the encoder reads (``model_id``, ``doc_text_format``, ``query_prefix``,
+``document_prefix``), the document token limit it was exported for (``max_length``; the index's
+``max_length`` setting decides) and what makes the model reproducible and judgeable: the base
 model (id and SHA-256), the data manifest (sources and versions, counts, file hashes), the TrainConfig of
 each stage, the metrics measured, and the shipping verdict: the model should replace the default only if
 it beats the base model on the held-out split *and* on the repository benchmark in every language.
@@ -80,7 +81,7 @@ def export_model(model_dir: Path, out_dir: Path, *, model_id: str = "codesearch-
         out_dir: Export directory (files in it are replaced).
         model_id: The identity recorded in every index built with the model.
         dtype: "float16" or "float32" weights on disk (the encoder computes in float32 either way).
-        max_length: Document token limit for the index (default: the stage model's).
+        max_length: Document token limit it is exported for (default: the stage model's); recorded only.
         data_manifest: The data manifest of the training data.
         train_configs: {stage: TrainConfig dict}.
         metrics: Measured results (held-out and repository benchmark).
@@ -100,7 +101,9 @@ def export_model(model_dir: Path, out_dir: Path, *, model_id: str = "codesearch-
         "pooling": "mean",
         "normalize": True,
         "dtype": dtype,
-        "base_model": src.get("base_model", {}),
+        "stage": src.get("stage"),
+        # Without the absolute path it was loaded from on the training machine.
+        "base_model": {k: v for k, v in src.get("base_model", {}).items() if k != "path"},
         "data": _data_summary(data_manifest or {}),
         "train_configs": train_configs or {"stage": src.get("train_config", {})},
         "metrics": metrics or {},
@@ -130,7 +133,7 @@ def _model_card(manifest: dict[str, Any]) -> str:
         "(see docs/training.md of the codesearch repository).",
         "",
         "Load it with `codesearch index --model DIR` (or `TransformerEmbedder(DIR)`): mean pooling, L2 "
-        f"normalisation, documents as `{manifest['doc_text_format']}`, at most {manifest['max_length']} tokens.",
+        f"normalisation, documents as `{manifest['doc_text_format']}`, exported for {manifest['max_length']} tokens.",
         "",
         "Training data: docstring/code pairs mined from the packages listed in manifest.json "
         "(`data.sources`), under their own licences.",

@@ -121,6 +121,7 @@ class Encoder(torch.nn.Module):
         state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.bert.state_dict().items()
                  if not k.endswith("position_ids")}
         save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+        (path / "model.safetensors").chmod(0o644)  # safetensors creates it 0600; a shipped model must be readable
         self.tokenizer.save(str(path / "tokenizer.json"))
         (path / "manifest.json").write_text(
             json.dumps(manifest if manifest is not None else self.manifest, indent=2) + "\n", encoding="utf-8")

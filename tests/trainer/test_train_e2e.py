@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from codesearch.embed import TransformerEmbedder, default_model_dir
+from codesearch.embed import TransformerEmbedder, base_model_dir
 from trainer import cli
 from trainer.model import Encoder
 
@@ -27,7 +27,7 @@ def test_real_model_two_steps_then_eval_and_export(tmp_path, fixture_data_dir, c
     stage1 = work / "stage1" / "model"
     manifest = json.loads((stage1 / "manifest.json").read_text())
     assert manifest["base_model"]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert manifest["init_model"]["path"] == str(default_model_dir().resolve())
+    assert manifest["init_model"]["path"] == str(base_model_dir().resolve())
     # Idempotent: a finished stage is not trained again.
     assert cli.main(["train", "--work", str(work), "--stage", "1", "--steps", "2", "--no-progress", *sets]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["status"] == "already_done"

@@ -25,8 +25,8 @@ def test_embedder_loads_the_export(tmp_path, tiny_model_dir, dtype, atol):
         {p.name for p in out.iterdir()}
     assert manifest["model_id"] == "tiny-export" and manifest["data"]["pairs"] == 3
     trainer_enc = Encoder.from_dir(tiny_model_dir)
-    emb = TransformerEmbedder(str(out), max_length=999)
-    assert emb.info.model_id == "tiny-export" and emb.info.max_length == 64
+    emb = TransformerEmbedder(str(out), max_length=64)
+    assert emb.info.model_id == "tiny-export" and emb.info.max_length == 64 and manifest["max_length"] == 64
     assert emb.info.doc_text_format == "header_doc_code"
     for kind in ("document", "query"):
         got = emb.encode(TEXTS, kind=kind)
@@ -47,7 +47,8 @@ def test_export_keeps_prefixes_and_identity(tmp_path, tiny_model_dir):
     meta = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert meta["query_prefix"] == "query: " and meta["base_model"] == {"model_id": "tiny-test"}
     info = read_model_info(str(tmp_path / "out"), 256)
-    assert info.max_length == 32 and len(info.sha256) == 64
+    assert meta["max_length"] == 32  # recorded, but the setting decides the index's limit
+    assert info.max_length == 256 and len(info.sha256) == 64
     a = Encoder.from_dir(tmp_path / "out").encode(["find a file"], "query", 32)
     b = TransformerEmbedder(str(tmp_path / "out")).encode(["find a file"], kind="query")
     np.testing.assert_allclose(a, b, atol=1e-3)
@@ -85,3 +86,19 @@ def test_evaluation_protocol(tiny_model_dir, fixture_data_dir):
         # The target ranks no worse among a subset of the pool than in the whole pool.
         assert v["distractors"]["mrr@10"] >= v["pool_ranking"]["mrr@10"] - 1e-9
     assert "| python | 6 |" in markdown_table({"tiny": res})
+
+
+def test_export_ship_only_with_a_winning_verdict(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    import codesearch.embed
+    from trainer.cli import main
+
+    work, shipped = tmp_path / "work", tmp_path / "pkg" / "model"
+    Encoder.from_dir(tiny_model_dir).save(work / "stage1" / "model", manifest={"stage": 1})
+    monkeypatch.setattr(codesearch.embed, "SHIPPED_MODEL", shipped)
+    assert main(["export", "--work", str(work), "--ship"]) == 1  # no evaluation: no verdict, nothing shipped
+    assert "not shipped: held-out results missing" in capsys.readouterr().err and not shipped.exists()
+    assert main(["export", "--work", str(work), "--ship", "--force"]) == 0
+    meta = json.loads((shipped / "manifest.json").read_text())
+    assert meta["stage"] == 1 and meta["max_length"] == 128 and not meta["ship"]["ship"]
+    assert (shipped / "model.safetensors").stat().st_mode & 0o044 == 0o044  # readable by everyone
+    assert TransformerEmbedder(str(shipped)).info.model_id == "codesearch-minilm-gte"
