@@ -428,6 +428,20 @@ def _tree_hash(repo: Path) -> str:
 
 # ------------------------------------------------------------------------------------------ index + query
 
+def index_model(index_dir: Path) -> dict[str, str]:
+    """The encoder an index was built with (model id and weights SHA-256, from its meta table)."""
+    import sqlite3
+
+    from codesearch.index import DB_NAME
+
+    conn = sqlite3.connect(f"file:{index_dir / DB_NAME}?mode=ro", uri=True)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('model_id', 'model_sha256')"))
+    finally:
+        conn.close()
+    return {"model_id": meta.get("model_id", "?"), "sha256": meta.get("model_sha256", "?")}
+
+
 def index_dir_for(lang: str, doc_text_format: str | None, model: str | None) -> Path:
     """Where the index of a language's copy lives, one per text format and model."""
     tag = doc_text_format or "default"
@@ -563,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{lang}: indexing {rec['units']} units -> {index_dir}")
         summary = build_index(repo, index_dir, args.model, env, args.reuse_index)
         res["index"] = summary
+        res["model"] = index_model(index_dir)
         res["units_indexed"] = summary.get("units", rec["units"])
         if res["units_indexed"] != rec["units"]:
             log(f"{lang}: WARNING: the index holds {res['units_indexed']} units, the prepared copy "

@@ -88,6 +88,14 @@ def corpora_section() -> str:
     return "\n".join(lines)
 
 
+def _model_label(report: dict[str, Any]) -> str:
+    """The encoder the indexes were built with (recorded per language), else the ``--model`` argument."""
+    ids = sorted({r["model"]["model_id"] for r in report["results"].values() if "model" in r})
+    named = f"`{'`, `'.join(ids)}`" if ids else "the default model"
+    arg = report["params"].get("model")
+    return f"{named} (`--model {arg}`)" if arg else named
+
+
 def _quality_table(results: dict[str, Any], mode: str) -> list[str]:
     lines = ["| language | units indexed | queries | MRR@10 | R@1 | R@5 | R@10 | nDCG@10 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -155,7 +163,7 @@ def quality_section(report: dict[str, Any], extras: dict[str, dict[str, Any]]) -
         "",
         _machine_line(report["machine"], report.get("load_average_1m_at_end"))
         + f" Text format: `{p.get('doc_text_format') or 'default'}`; model: "
-        + f"{p.get('model') or 'packaged all-MiniLM-L6-v2'}; whole run {report['seconds'] / 60:.0f} min.",
+        + f"{_model_label(report)}; whole run {report['seconds'] / 60:.0f} min.",
         "",
     ]
     macro = report.get("macro", {})

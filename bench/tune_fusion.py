@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/tune_fusion.py [--langs python go ...] [--depth 100]
+    python bench/tune_fusion.py [--langs python go ...] [--depth 100] [--model DIR]
 
 Uses the indexes and queries that ``bench/quality.py`` left in ``bench/out/quality/<lang>/``. Each
 query is encoded once and each side's top ``--depth`` candidates (id, score) are fetched once; every
@@ -22,6 +22,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
+
+from quality import index_dir_for  # noqa: E402
 
 import codesearch.index as index_mod  # noqa: E402
 from codesearch.config import load_settings  # noqa: E402
@@ -80,10 +82,11 @@ def prepare_fixtures() -> None:
     (base / "queries.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def candidates(lang: str, depth: int):
+def candidates(lang: str, depth: int, model: str | None = None):
     base = OUT / "quality" / lang
     settings = load_settings(base / "repo")
-    searcher = Searcher(IndexReader(base / "index-default"), settings)
+    # The index bench/quality.py built for this model (its queries always use the index's own model).
+    searcher = Searcher(IndexReader(index_dir_for(lang, None, model)), settings)
     queries = [json.loads(x) for x in (base / "queries.jsonl").read_text().splitlines()]
     vecs = searcher.embedder.encode([q["query"] for q in queries], kind="query")
     reader = searcher.reader
@@ -112,10 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--langs", nargs="+", default=LANGS)
     ap.add_argument("--depth", type=int, default=100)
+    ap.add_argument("--model", help="use the indexes `bench/quality.py --model DIR` built (default: the default model)")
     args = ap.parse_args(argv)
-    langs = [lang for lang in args.langs if (OUT / "quality" / lang / "index-default").is_dir()]
+    langs = [lang for lang in args.langs if index_dir_for(lang, None, args.model).is_dir()]
     prepare_fixtures()
-    data = {lang: candidates(lang, args.depth) for lang in [*langs, "fixtures"]}
+    data = {lang: candidates(lang, args.depth, args.model) for lang in langs}
+    data["fixtures"] = candidates("fixtures", args.depth)  # indexed just now with the default model
     settings = [("semantic", 0, 0, 1), ("lexical", 0, 0, 1)]
     settings += [("rrf", w, kk, o) for w in (0.4, 0.5, 0.6, 0.7, 0.8) for kk in (5, 20, 60) for o in (3, 5, 10)]
     settings += [(f, w, 0, o) for f in ("weighted", "weighted_max") for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
