@@ -145,6 +145,25 @@ def test_status(indexed_repo, capsys):
     assert info["model"] == json.loads((SHIPPED_MODEL / "manifest.json").read_text(encoding="utf-8"))["model_id"]
 
 
+def test_base_model_alias_rebuilds_and_queries_with_the_index_model(tmp_path, capsys):
+    root = tmp_path / "repo"
+    for rel, text in REPO.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    assert run(capsys, "index", str(root), "--model", "base", "--json")[0] == 0
+    code, out, _ = run(capsys, "status", "--repo", str(root), "--json")
+    assert code == 0 and json.loads(out)["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    # No --model: the query uses the model the index was built with, and finds the function.
+    code, out, _ = run(capsys, "query", "md5 digest of a file", "--repo", str(root), "--json", "-k", "1")
+    assert code == 0 and json.loads(out)["name"] == "md5OfFile"
+    # Back to the default model: the next index run rebuilds, and says why.
+    code, out, _ = run(capsys, "index", str(root), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["rebuild_reason"] and "model" in summary["rebuild_reason"]
+    assert json.loads(run(capsys, "status", "--repo", str(root), "--json")[1])["model"] == \
+        json.loads((SHIPPED_MODEL / "manifest.json").read_text(encoding="utf-8"))["model_id"]
+
+
 @pytest.mark.parametrize("args,code,message", [
     (["query", "x", "--repo", "{empty}"], 1, "no index in"),
     (["index", "{missing}"], 2, "not a directory"),
