@@ -506,26 +506,31 @@ def score(ranked: dict[str, list[str]], queries: list[dict[str, Any]]) -> dict[s
 
 # ------------------------------------------------------------------------------------------------- report
 
+def quality_table(results: dict[str, Any], mode: str) -> list[str]:
+    """One mode's markdown table: languages as rows (MRR@10, R@1, R@5, R@10, nDCG@10) plus the macro average."""
+    lines = ["| language | units indexed | queries | MRR@10 | R@1 | R@5 | R@10 | nDCG@10 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = []
+    for lang, res in results.items():
+        m = res.get("modes", {}).get(mode)
+        if not m:
+            continue
+        rows.append(m)
+        lines.append(f"| {lang} | {res.get('units_indexed', '?')} | {m['queries']} | {m['mrr@10']:.3f} "
+                     f"| {m['recall@1']:.3f} | {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['ndcg@10']:.3f} |")
+    if rows:
+        keys = ("mrr@10", "recall@1", "recall@5", "recall@10", "ndcg@10")
+        avg = {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+        lines.append(f"| **macro average** | | {sum(r['queries'] for r in rows)} | "
+                     + " | ".join(f"**{avg[k]:.3f}**" for k in keys) + " |")
+    return lines
+
+
 def markdown_tables(results: dict[str, Any], modes: list[str]) -> str:
-    """One markdown table per mode: languages as rows plus the macro average."""
+    """One markdown table per mode (what bench/report.py writes into docs/benchmarks.md)."""
     out: list[str] = []
     for mode in modes:
-        out.append(f"**{mode}**\n")
-        out.append("| language | units indexed | queries | MRR@10 | R@1 | R@10 |")
-        out.append("|---|---:|---:|---:|---:|---:|")
-        rows = []
-        for lang, res in results.items():
-            m = res.get("modes", {}).get(mode)
-            if not m:
-                continue
-            rows.append(m)
-            out.append(f"| {lang} | {res.get('units_indexed', '?')} | {m['queries']} | {m['mrr@10']:.3f} "
-                       f"| {m['recall@1']:.3f} | {m['recall@10']:.3f} |")
-        if rows:
-            avg = {key: sum(r[key] for r in rows) / len(rows) for key in ("mrr@10", "recall@1", "recall@10")}
-            out.append(f"| **macro average** | | {sum(r['queries'] for r in rows)} | **{avg['mrr@10']:.3f}** "
-                       f"| **{avg['recall@1']:.3f}** | **{avg['recall@10']:.3f}** |")
-        out.append("")
+        out += [f"**{mode}**", "", *quality_table(results, mode), ""]
     return "\n".join(out)
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import OUT, ROOT  # noqa: E402
 from corpora import CORPORA, load_manifest  # noqa: E402
+from quality import quality_table  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 PY = ".venv/bin/python"
@@ -96,25 +97,6 @@ def _model_label(report: dict[str, Any]) -> str:
     return f"{named} (`--model {arg}`)" if arg else named
 
 
-def _quality_table(results: dict[str, Any], mode: str) -> list[str]:
-    lines = ["| language | units indexed | queries | MRR@10 | R@1 | R@5 | R@10 | nDCG@10 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    rows = []
-    for lang, res in results.items():
-        m = res.get("modes", {}).get(mode)
-        if not m:
-            continue
-        rows.append(m)
-        lines.append(f"| {lang} | {res.get('units_indexed', '?')} | {m['queries']} | {m['mrr@10']:.3f} "
-                     f"| {m['recall@1']:.3f} | {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['ndcg@10']:.3f} |")
-    if rows:
-        keys = ("mrr@10", "recall@1", "recall@5", "recall@10", "ndcg@10")
-        avg = {k: sum(r[k] for r in rows) / len(rows) for k in keys}
-        lines.append(f"| **macro average** | | {sum(r['queries'] for r in rows)} | "
-                     + " | ".join(f"**{avg[k]:.3f}**" for k in keys) + " |")
-    return lines
-
-
 def quality_section(report: dict[str, Any], extras: dict[str, dict[str, Any]]) -> str:
     """The quality section: method, command, one table per mode, optional comparison runs."""
     p = report["params"]
@@ -173,7 +155,7 @@ def quality_section(report: dict[str, Any], extras: dict[str, dict[str, Any]]) -
     for mode in p["modes"]:
         lines.append(f"### {mode}" + (" (BM25 reference)" if mode == "lexical" else ""))
         lines.append("")
-        lines += _quality_table(results, mode)
+        lines += quality_table(results, mode)
         lines.append("")
     idx = [(lang, r["index"]) for lang, r in results.items() if r.get("index")]
     if idx:
@@ -194,7 +176,7 @@ def quality_section(report: dict[str, Any], extras: dict[str, dict[str, Any]]) -
         for mode in ep["modes"]:
             lines.append(f"**{mode}**")
             lines.append("")
-            lines += _quality_table(extra["results"], mode)
+            lines += quality_table(extra["results"], mode)
             lines.append("")
     return "\n".join(lines)
 
