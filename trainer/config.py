@@ -152,6 +152,11 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: Temperature of the ``cpu`` presets. GTE's 0.01 suits its batches of thousands; with 64 pairs per step,
+#: stage 1 at 0.05 reached dev MRR@10 0.753 after 100 steps where 0.01 was at 0.717 (and 0.747 after 300).
+CPU_TEMPERATURE = 0.05
+
+
 def preset(stage: int, name: str = "cpu") -> TrainConfig:
     """The default configuration of a stage.
 
@@ -173,7 +178,7 @@ def preset(stage: int, name: str = "cpu") -> TrainConfig:
         if name == "cpu":
             return TrainConfig(stage=1, steps=300, batch_size=64, chunk_size=0, lr=3e-5, warmup_steps=30,
                                query_max_length=32, doc_max_length=96, freeze_layers=2,
-                               tiers=("clean", "weak"), eval_every=100)
+                               tiers=("clean", "weak"), eval_every=100, temperature=CPU_TEMPERATURE)
         return TrainConfig(stage=1, steps=2000, batch_size=1024, chunk_size=256, lr=5e-5, warmup_steps=100,
                            query_max_length=48, doc_max_length=192, freeze_layers=0,
                            tiers=("clean", "weak"), eval_every=250, checkpoint_every=250,
@@ -182,7 +187,7 @@ def preset(stage: int, name: str = "cpu") -> TrainConfig:
         if name == "cpu":
             return TrainConfig(stage=2, steps=150, batch_size=32, chunk_size=0, lr=1e-5, warmup_steps=15,
                                query_max_length=48, doc_max_length=160, freeze_layers=2, tiers=("clean",),
-                               hard_negatives=1, max_pairs=6000, eval_every=75)
+                               hard_negatives=1, max_pairs=6000, eval_every=75, temperature=CPU_TEMPERATURE)
         return TrainConfig(stage=2, steps=1500, batch_size=256, chunk_size=128, lr=2e-5, warmup_steps=100,
                            query_max_length=64, doc_max_length=256, freeze_layers=0, tiers=("clean",),
                            hard_negatives=3, max_pairs=0, eval_every=250, checkpoint_every=250,
