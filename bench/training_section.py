@@ -113,6 +113,11 @@ def section(work: Path) -> str:
         shipped = [m for m in MODELS if m in evals][-1]
     settings = evals[shipped]["settings"] if evals else {}
     verdict = manifest.get("ship", {}).get("reason", "not exported")
+    try:
+        rel = work.resolve().relative_to(ROOT)
+    except ValueError:
+        rel = work
+    flag = "" if str(rel) == "trainer/runs/default" else f" --work {rel}"
     body = [
         "## Trained encoder (`trainer/`)",
         "",
@@ -121,15 +126,14 @@ def section(work: Path) -> str:
         "and what each stage bought in [training.md](training.md)). "
         f"Shipped: `{manifest.get('model_id', '?')}` from {shipped}; verdict: {verdict}.",
         "",
-        "Reproduce (`trainer/runs/default` is the work directory):",
+        f"Reproduce (`{rel}` is the work directory):",
         "",
         "```sh",
-        ".venv/bin/codesearch-train all                 # corpora, mine, stage 1, stage 2, eval, export",
-        ".venv/bin/python bench/quality.py --model base --out trainer/runs/default/eval/repo-base.json",
-        f".venv/bin/python bench/quality.py --model trainer/runs/default/export "
-        f"--out trainer/runs/default/eval/repo-{shipped}.json",
-        ".venv/bin/codesearch-train export --ship        # verdict; ships to codesearch/model if it wins",
-        ".venv/bin/python bench/training_section.py     # this section, here and in docs/training.md",
+        f".venv/bin/codesearch-train all{flag}      # corpora, mine, stage 1, stage 2, eval, export",
+        f".venv/bin/python bench/quality.py --model base --out {rel}/eval/repo-base.json",
+        f".venv/bin/python bench/quality.py --model {rel}/export --out {rel}/eval/repo-{shipped}.json",
+        f".venv/bin/codesearch-train export{flag} --ship   # verdict; ships to codesearch/model if it wins",
+        f".venv/bin/python bench/training_section.py{flag}   # this section, here and in docs/training.md",
         "```",
         "",
         f"### Held-out test split, {settings.get('distractors_per_query', 999)} distractors per query "
@@ -152,7 +156,8 @@ def section(work: Path) -> str:
             "### Repository benchmark (`bench/quality.py`, MRR@10)",
             "",
             "The same blanked-docstring benchmark as [Search quality](#search-quality-codesearchnet-style), indexed "
-            "with each model (documents at 128 tokens).",
+            "with each model (documents at 128 tokens). Hybrid columns use each run's default fusion: semantic "
+            "weight 0.6 for the base model's run, 0.7 (re-tuned for the trained model) for the shipped one.",
             "",
             *repo_table(base_repo, trained_repo),
             "",
