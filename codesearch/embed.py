@@ -74,8 +74,6 @@ class Embedder(Protocol):
 #: The model a fresh install uses: all-MiniLM-L6-v2 fine-tuned for code search by ``trainer/`` (GTE recipe),
 #: shipped inside this package (fp16 safetensors; its manifest.json records data, configs and metrics).
 SHIPPED_MODEL = Path(__file__).resolve().parent / "model"
-#: ``model`` values that name a packaged model instead of a directory.
-MODEL_ALIASES = ("default", "base")
 
 
 def base_model_dir() -> Path:
@@ -135,6 +133,15 @@ def file_sha256(path: Path) -> str:
     return _sha_cache[key]
 
 
+def model_name(path: Path, config: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """A model directory's readable name: its manifest's ``model_id``, the base model's hub name, or config's."""
+    if manifest.get("model_id"):
+        return str(manifest["model_id"])
+    if path.resolve() == base_model_dir().resolve():
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(config.get("_name_or_path") or path.name)
+
+
 def read_model_info(model: str | None, max_length: int) -> ModelInfo:
     """Identify a model directory without loading its weights.
 
@@ -153,11 +160,8 @@ def read_model_info(model: str | None, max_length: int) -> ModelInfo:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read model config in {path}: {exc}") from None
-    name = manifest.get("model_id") or config.get("_name_or_path") or path.name
-    if path == base_model_dir().resolve():
-        name = "sentence-transformers/all-MiniLM-L6-v2"
     return ModelInfo(
-        model_id=str(name),
+        model_id=model_name(path, config, manifest),
         sha256=file_sha256(_weights_file(path)),
         path=str(path),
         dim=int(config.get("hidden_size", 0)),

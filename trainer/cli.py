@@ -150,6 +150,11 @@ def model_path(work: Path, label: str) -> Path:
     return named.get(label, Path(label))
 
 
+def _model_key(label: str) -> str:
+    """The name of a model's result files in ``eval/``: the label, or a directory's last component."""
+    return label if label in NAMED_MODELS else Path(label).name
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate models on the held-out split (and optionally the repository benchmark)."""
     from .data import read_pairs
@@ -167,7 +172,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not (path / "model.safetensors").is_file():
             log.warning("skipping %s: no model at %s", label, path)
             continue
-        key = Path(label).name if label not in NAMED_MODELS else label
+        key = _model_key(label)
         out = args.work / "eval" / f"{key}.json"
         sha = train_mod.file_sha256(path / "model.safetensors")
         old = _read_json(out)
@@ -194,7 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return 2
         for label in args.models:
             path = model_path(args.work, label)
-            key = Path(label).name if label not in NAMED_MODELS else label
+            key = _model_key(label)
             run_repo_benchmark(path, args.work / "eval" / f"repo-{key}.json",
                                args.langs)
     return 0

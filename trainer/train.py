@@ -130,11 +130,12 @@ def _append_log(path: Path, record: dict[str, Any]) -> None:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines of steps >= ``step`` (they are run again after a resume)."""
+    """Drop log lines of steps >= ``step`` (they are run again after a resume); from step 0, all of them
+    (the starting model's line, step -1, is written again too)."""
     if not path.is_file():
         return
     lines = [line for line in path.read_text(encoding="utf-8").splitlines()
-             if line.strip() and json.loads(line).get("step", 0) < step]
+             if step > 0 and line.strip() and json.loads(line).get("step", 0) < step]
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
@@ -184,15 +185,11 @@ def _batch_groups(encoder: Encoder, batch: Sequence[Pair], negatives: dict[str, 
 
 
 def model_identity(path: Path, manifest: dict[str, Any]) -> str:
-    """A model directory's name: its manifest's ``model_id``, the packaged model's hub name, or config's."""
-    from codesearch.embed import base_model_dir
+    """A model directory's name, as the index records it (``codesearch.embed.model_name``)."""
+    from codesearch.embed import model_name
 
-    if manifest.get("model_id"):
-        return str(manifest["model_id"])
-    if path.resolve() == base_model_dir().resolve():
-        return "sentence-transformers/all-MiniLM-L6-v2"
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    return str(config.get("_name_or_path") or path.name)
+    return model_name(path, config, manifest)
 
 
 def stage_manifest(cfg: TrainConfig, init_dir: Path, init_manifest: dict[str, Any]) -> dict[str, Any]:
@@ -301,8 +298,6 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
         start = int(state["step"])
     log_path = stage_dir / "log.jsonl"
     _truncate_log(log_path, start)
-    if start == 0:
-        log_path.unlink(missing_ok=True)
     if start == 0 and dev:
         # The starting model on the same dev protocol (logged as step -1), so the log shows what the stage bought.
         init_dev = dev_mrr(encoder, dev, cfg.doc_text_format, cfg.query_max_length, cfg.doc_max_length)
