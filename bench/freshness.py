@@ -526,6 +526,19 @@ def counts(root: Path) -> dict[str, int]:
         conn.close()
 
 
+def _measure_size(results: dict[str, Any], tag: str, base: Path, *, edits: int, seed: int, n_cli: int,
+                  n_cold: int) -> None:
+    """Save-to-searchable and query latency on a fresh copy of ``base``, into ``results[...tag]``."""
+    results[f"machine_{tag}"] = machine()
+    work = fresh_copy(base, f"work{tag}")
+    with Watcher(work) as w:
+        log(f"{tag}: daemon up in {w.start_seconds:.1f}s; save-to-searchable")
+        results[f"freshness_{tag}"] = measure_freshness(w, edits, seed=seed)
+        log(f"{tag}: {results[f'freshness_{tag}']}")
+        results[f"queries_{tag}"] = measure_queries(w, n_cli=n_cli, n_cold=n_cold)
+        log(f"{tag} queries: {results[f'queries_{tag}']}")
+
+
 def run(parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     """The measurements of ``parts``; merged into OUT/results.json (other parts' figures are kept)."""
     build()
@@ -533,14 +546,7 @@ def run(parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     results["base"], results["base100k"] = counts(BASE), counts(BASE100K)
     if "10k" in parts:
-        results["machine_10k"] = machine()
-        work = fresh_copy(BASE, "work10k")
-        with Watcher(work) as w:
-            log(f"10k: daemon up in {w.start_seconds:.1f}s; save-to-searchable")
-            results["freshness_10k"] = measure_freshness(w, 40, seed=1)
-            log(f"10k: {results['freshness_10k']}")
-            results["queries_10k"] = measure_queries(w, n_cli=15, n_cold=5)
-            log(f"10k queries: {results['queries_10k']}")
+        _measure_size(results, "10k", BASE, edits=40, seed=1, n_cli=15, n_cold=5)
     if "storm" in parts:
         results["machine_storm"] = machine()
         work = fresh_copy(BASE, "work-storm")
@@ -551,14 +557,7 @@ def run(parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
         results["storm"]["compare_with_rebuild"] = rebuild_and_compare(work, BASE / ".codesearch")
         log(f"storm vs rebuild: {results['storm']['compare_with_rebuild']}")
     if "100k" in parts:
-        results["machine_100k"] = machine()
-        work = fresh_copy(BASE100K, "work100k")
-        with Watcher(work) as w:
-            log(f"100k: daemon up in {w.start_seconds:.1f}s")
-            results["freshness_100k"] = measure_freshness(w, 10, seed=2)
-            log(f"100k: {results['freshness_100k']}")
-            results["queries_100k"] = measure_queries(w, n_cli=10, n_cold=3)
-            log(f"100k queries: {results['queries_100k']}")
+        _measure_size(results, "100k", BASE100K, edits=10, seed=2, n_cli=10, n_cold=3)
     OUT.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     return results

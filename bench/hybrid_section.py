@@ -18,6 +18,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+from quality import model_ids  # noqa: E402
 from report import DOCS, replace_section  # noqa: E402
 from tune_fusion import worst_margin  # noqa: E402
 
@@ -34,8 +35,7 @@ PY = ".venv/bin/python"
 
 def model_name(q: dict) -> str:
     """The encoder the quality run's indexes were built with."""
-    ids = sorted({r["model"]["model_id"] for r in q["results"].values() if "model" in r})
-    return ", ".join(ids) or "the default model"
+    return ", ".join(model_ids(q)) or "the default model"
 
 
 def quality_table(q: dict) -> list[str]:

@@ -442,6 +442,11 @@ def index_model(index_dir: Path) -> dict[str, str]:
     return {"model_id": meta.get("model_id", "?"), "sha256": meta.get("model_sha256", "?")}
 
 
+def model_ids(report: dict[str, Any]) -> list[str]:
+    """The encoders a report's indexes were built with (``index_model`` per language), sorted."""
+    return sorted({r["model"]["model_id"] for r in report["results"].values() if "model" in r})
+
+
 def index_dir_for(lang: str, doc_text_format: str | None, model: str | None) -> Path:
     """Where the index of a language's copy lives, one per text format and model."""
     tag = doc_text_format or "default"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import OUT, ROOT  # noqa: E402
 from corpora import CORPORA, load_manifest  # noqa: E402
-from quality import quality_table  # noqa: E402
+from quality import model_ids, quality_table  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 PY = ".venv/bin/python"
@@ -91,7 +91,7 @@ def corpora_section() -> str:
 
 def _model_label(report: dict[str, Any]) -> str:
     """The encoder the indexes were built with (recorded per language), else the ``--model`` argument."""
-    ids = sorted({r["model"]["model_id"] for r in report["results"].values() if "model" in r})
+    ids = model_ids(report)
     named = f"`{'`, `'.join(ids)}`" if ids else "the default model"
     arg = report["params"].get("model")
     return f"{named} (`--model {arg}`)" if arg else named
