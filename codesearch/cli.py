@@ -202,14 +202,18 @@ def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[
     """Search for TEXT; with no TEXT, read one query per line from stdin (JSON lines out).
 
     A running `codesearch watch` daemon for the index answers the query (warm model, same results);
-    without one, the search runs in this process.
+    without one, the search runs in this process and starts a daemon in the background for the next
+    query (setting `auto_daemon`; it exits after `daemon_idle_seconds` without work).
     """
-    from .client import QueryRunner, index_dir_for
+    from .client import QueryRunner, ensure_daemon, index_dir_for
 
     _setup_logging(False)
     root = _resolve_repo(repo, index_dir)
     settings = _settings(root, index_dir=index_dir, model=model)
-    runner = QueryRunner(index_dir_for(root, settings.index_dir), settings, use_daemon=model is None)
+    idir = index_dir_for(root, settings.index_dir)
+    if settings.auto_daemon and model is None:
+        ensure_daemon(root, idir, settings.daemon_idle_seconds)
+    runner = QueryRunner(idir, settings, use_daemon=model is None)
     try:
         if text is not None:
             rows = runner.search(text, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds)
@@ -314,8 +318,10 @@ def _setup_watch_logging(verbose: bool) -> None:
 @click.option("--status", "show_status", is_flag=True, help="Show the daemon watching PATH (exit 1: none runs).")
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each update: what was re-indexed and how long it took.")
+@click.option("--idle-seconds", type=click.IntRange(min=0), default=0,
+              help="Exit after this long without a request or a change (default 0: never).")
 def watch(path: str, index_dir: str | None, model: str | None, detach: bool, stop: bool, show_status: bool,
-          as_json: bool, verbose: bool) -> None:
+          as_json: bool, verbose: bool, idle_seconds: int) -> None:
     """Keep the index of PATH fresh while files change, and answer queries from a warm process.
 
     Runs in the foreground until Ctrl-C, SIGTERM or `codesearch watch --stop`; --detach runs it in
@@ -351,49 +357,28 @@ def watch(path: str, index_dir: str | None, model: str | None, detach: bool, sto
     root = root.resolve()
     settings = _settings(root, index_dir=index_dir, model=model)
     if detach:
-        _detach(root, client.index_dir_for(root, settings.index_dir), model, verbose)
+        _detach(root, client.index_dir_for(root, settings.index_dir), model, verbose, idle_seconds)
         return
     from .daemon import Daemon
 
     _setup_watch_logging(verbose)
-    daemon = Daemon(root, settings)
+    daemon = Daemon(root, settings, idle_seconds=idle_seconds)
     daemon.on_ready = lambda: click.echo(
         f"codesearch: watching {root} (pid {os.getpid()}); Ctrl-C stops", err=True)
     if daemon.run() != 0:
         raise CodesearchError(f"the watch daemon stopped after an error: {daemon.fatal}")
 
 
-def _detach(root: Path, idir: Path, model: str | None, verbose: bool) -> None:
+def _detach(root: Path, idir: Path, model: str | None, verbose: bool, idle_seconds: int) -> None:
     """Start ``codesearch watch`` in its own session and wait until it answers on its socket."""
     from . import client
 
     running = client.probe(idir)
     if running is not None:
         raise IndexLocked(f"a codesearch watch daemon (pid {running['pid']}) already keeps {root} up to date")
-    idir.mkdir(parents=True, exist_ok=True)
-    log_path = idir / client.LOG_NAME
-    cmd = [sys.executable, "-m", "codesearch.cli", "watch", str(root), "--index-dir", str(idir)]
-    cmd += (["--model", model] if model else []) + (["-v"] if verbose else [])
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        pid = os.posix_spawn(sys.executable, cmd, dict(os.environ), setsid=True, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)])
-    finally:
-        os.close(log_fd)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-            raise CodesearchError("the watch daemon did not start: "
-                                  + (" / ".join(tail) or f"exit {os.waitstatus_to_exitcode(status)}"))
-        info = client.probe(idir, timeout=1.0)
-        if info is not None and info.get("pid") == pid:
-            click.echo(f"codesearch: watching {root} in the background (pid {pid}, log {log_path})", err=True)
-            return
-        time.sleep(0.1)
-    raise CodesearchError(f"the watch daemon (pid {pid}) did not answer within 300s; see {log_path}")
+    pid = client.spawn_daemon(root, idir, model, verbose, idle_seconds)
+    client.wait_for_daemon(idir, pid)
+    click.echo(f"codesearch: watching {root} in the background (pid {pid}, log {idir / client.LOG_NAME})", err=True)
 
 
 @cli.command()
@@ -404,6 +389,17 @@ def lsp(log_file: str | None, debug: bool) -> None:
     from .lsp import serve
 
     serve(log_file=log_file, verbose=debug)
+
+
+@cli.command()
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=str),
+              help="Serve this directory (default: the client's MCP roots, else the current directory).")
+def mcp(root: str | None) -> None:
+    """Run the Model Context Protocol server on stdin/stdout (agents start it; see docs/mcp.md)."""
+    from .mcp_server import serve
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="codesearch-mcp: %(message)s")
+    serve(Path(root) if root else None)
 
 
 def main(argv: list[str] | None = None) -> int:

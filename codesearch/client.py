@@ -7,10 +7,18 @@ direction; every request has an ``op``:
 
 - ``{"op": "search", "query": str, "k": int|null, "mode": str|null, "languages": [...], "paths": [...],
   "kinds": [...], "settings": {...}}`` -> ``{"results": [hit_record(hit, explain=True), ...], "generation": int}``
+- ``{"op": "get", "id": int} | {"op": "get", "path": str, "line": int, "max_bytes": int?}`` -> ``{"unit": {...,
+  "code": str, "truncated": bool}, ...freshness}``: one unit's full indexed text
+- ``{"op": "similar", "id" | "path" + "line" | "code": ..., "k", "languages", "paths", "kinds"}`` ->
+  ``{"results": [...], ...freshness}``: the units nearest to a unit or a snippet
 - ``{"op": "status"}`` -> queue length, state, last update, units, files not indexed, memory, ...
 - ``{"op": "reindex", "paths": [...] | null, "wait": bool}`` -> re-check those paths (null: the whole tree)
 - ``{"op": "stop"}`` -> ``{"ok": true}``, then the daemon shuts down
-- ``{"op": "ping"}`` -> ``{"ok": true, "pid": int}``
+- ``{"op": "ping"}`` -> ``{"ok": true, "pid": int, "version": str}``
+
+Answers to searches carry their freshness: ``generation`` (the index generation read), ``pending``
+(changes seen but not yet applied), ``state`` and ``updated_at``. ``version`` is :func:`build_id`: a
+client that finds a daemon of another build stops it and starts its own (:func:`ensure_daemon`).
 
 A failed request is answered ``{"error": message, "type": error class}`` and the connection stays
 usable. This module imports nothing heavy: ``codesearch query`` uses it before deciding whether it
@@ -43,6 +51,32 @@ LOG_NAME = "daemon.log"
 _MAX_SOCKET_PATH = 100
 #: Longest request or response line accepted.
 MAX_LINE = 16 << 20
+
+
+_BUILD_ID: str | None = None
+
+
+def build_id() -> str:
+    """This codesearch's identity: the package version plus a hash of its Python sources.
+
+    Two processes with the same build id run the same code; a development checkout that changed
+    any module gets a new one, so a daemon left running from before an upgrade is noticed.
+    """
+    global _BUILD_ID
+    if _BUILD_ID is None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("codesearch")
+        except metadata.PackageNotFoundError:
+            version = "0"
+        digest = hashlib.sha256()
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            digest.update(path.name.encode())
+            with contextlib.suppress(OSError):
+                digest.update(path.read_bytes())
+        _BUILD_ID = f"{version}+{digest.hexdigest()[:12]}"
+    return _BUILD_ID
 
 
 class DaemonUnavailable(Exception):
@@ -273,10 +307,100 @@ def hit_record(hit: Hit, explain: bool) -> dict[str, Any]:
         "qualified_name": s.qualified_name, "kind": s.kind, "language": s.language,
         "score": round(hit.score, 6), "signature": s.signature, "summary": s.summary,
     }
+    if hit.unit_id is not None:
+        out["id"] = hit.unit_id
     if explain:
         out["explain"] = {"semantic_rank": hit.semantic_rank, "semantic_score": hit.semantic_score,
                           "lexical_rank": hit.lexical_rank, "lexical_score": hit.lexical_score}
     return out
+
+
+def spawn_daemon(root: Path, index_dir: Path, model: str | None = None, verbose: bool = False,
+                 idle_seconds: int = 0) -> int:
+    """Start ``codesearch watch ROOT`` in its own session, detached (log: ``INDEX_DIR/daemon.log``).
+
+    Returns:
+        The new process's pid (it may still be loading; :func:`wait_for_daemon` waits for it).
+    """
+    import sys
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    log_path = index_dir / LOG_NAME
+    cmd = [sys.executable, "-m", "codesearch.cli", "watch", str(root), "--index-dir", str(index_dir)]
+    cmd += (["--model", model] if model else []) + (["-v"] if verbose else [])
+    cmd += ["--idle-seconds", str(idle_seconds)] if idle_seconds else []
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        return os.posix_spawn(sys.executable, cmd, dict(os.environ), setsid=True, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+    finally:
+        os.close(log_fd)
+
+
+def wait_for_daemon(index_dir: Path, pid: int, timeout: float = 300.0) -> dict[str, Any]:
+    """Wait until the daemon ``pid`` answers on its socket; its status.
+
+    Raises:
+        CodesearchError: it exited first (with the last lines of its log), or did not answer in time.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    log_path = index_dir / LOG_NAME
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            raise errors.CodesearchError("the watch daemon did not start: "
+                                         + (" / ".join(tail) or f"exit {os.waitstatus_to_exitcode(status)}"))
+        info = probe(index_dir, timeout=1.0)
+        if info is not None and info.get("pid") == pid:
+            return info
+        time.sleep(0.1)
+    raise errors.CodesearchError(f"the watch daemon (pid {pid}) did not answer within {timeout:.0f}s; see {log_path}")
+
+
+def ensure_daemon(root: Path, index_dir: Path, idle_seconds: int) -> str:
+    """Make sure a daemon of this build serves an indexed repository, without waiting for it to load.
+
+    Used by ``codesearch query`` and ``codesearch mcp`` (when ``Settings.auto_daemon`` is on): a
+    daemon that answers with another :func:`build_id` is stopped and replaced; with none running,
+    one is started in the background (it exits after ``idle_seconds`` without work). Nothing is
+    started for a repository without an index, or while another process holds the writer lock (an
+    index run, a daemon still loading).
+
+    Returns:
+        "running" (one of this build answers), "started", "replaced", or "skipped".
+    """
+    from .index import DB_NAME
+
+    replaced = False
+    c = connect(index_dir, timeout=5.0)
+    if c is not None:
+        try:
+            version = c.request({"op": "ping"}).get("version")
+        except (DaemonUnavailable, errors.CodesearchError):
+            version = None
+        finally:
+            c.close()
+        if version == build_id():
+            return "running"
+        if version is None:
+            return "skipped"  # it does not answer (busy or wedged): leave it to `codesearch watch --stop`
+        import logging
+
+        logging.getLogger(__name__).info("replacing a daemon of another codesearch build (%s)", version)
+        try:
+            stop_daemon(index_dir, timeout=30.0)
+        except errors.IndexLocked:
+            return "skipped"
+        replaced = True
+    if not (index_dir / DB_NAME).is_file() or not writer_lock_free(index_dir):
+        return "skipped"
+    clean_stale(index_dir)
+    spawn_daemon(root, index_dir, idle_seconds=idle_seconds)
+    return "replaced" if replaced else "started"
 
 
 class QueryRunner:
@@ -301,6 +425,14 @@ class QueryRunner:
         self._settings_json = json.loads(json.dumps(dataclasses.asdict(settings)))
         self._client = connect(index_dir, timeout=timeout) if use_daemon else None
         self._searcher: Any = None
+        if self._client is not None:
+            try:
+                same = self._client.request({"op": "ping"}).get("version") == build_id()
+            except (DaemonUnavailable, errors.CodesearchError):
+                same = False
+            if not same:  # another build (or not answering): its ranking may differ; search here
+                self._client.close()
+                self._client = None
 
     @property
     def via(self) -> str:

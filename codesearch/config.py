@@ -44,6 +44,10 @@ class Settings:
         debounce_ms: Watch daemon: a changed path is re-indexed once no event has touched it for this long.
         debounce_max_ms: Watch daemon: a path that keeps changing is re-indexed at the latest this long
             after its first pending event.
+        auto_daemon: ``codesearch query`` and ``codesearch mcp`` start a background watch daemon for an
+            indexed repository when none runs, so the next query is warm.
+        daemon_idle_seconds: A daemon started that way exits after this long without a request or an
+            update (0: never).
     """
 
     model: str | None = None
@@ -62,6 +66,8 @@ class Settings:
     rrf_k: int = 60
     debounce_ms: int = 300
     debounce_max_ms: int = 2000
+    auto_daemon: bool = True
+    daemon_idle_seconds: int = 1800
 
     def __post_init__(self) -> None:
         if self.doc_text_format not in DOC_TEXT_FORMATS:
@@ -78,6 +84,8 @@ class Settings:
                 raise UsageError(f"setting {name} must be at least 1")
         if self.debounce_ms < 0 or self.debounce_max_ms < self.debounce_ms:
             raise UsageError("settings: need 0 <= debounce_ms <= debounce_max_ms")
+        if self.daemon_idle_seconds < 0:
+            raise UsageError("setting daemon_idle_seconds must be at least 0")
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied; ``None`` values are ignored."""
@@ -91,6 +99,15 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
         if kind == "tuple[str, ...]":
             if isinstance(value, str):
                 return tuple(p.strip() for p in value.split(",") if p.strip())

@@ -1166,7 +1166,7 @@ class CodesearchServer(LanguageServer):
 
 def _build_encoder(embedder: Embedder, settings: Settings) -> Embedder:
     """The encoder for a full index run: document batches on every core (the daemon's ParallelEmbedder)."""
-    from .daemon import ParallelEmbedder
+    from .updater import ParallelEmbedder
 
     intra = settings.threads or 1
     return ParallelEmbedder(embedder, max(1, (settings.threads or cpu_threads()) // intra))

@@ -214,7 +214,7 @@ class Searcher:
                 continue
             sr, ss = sem_rank.get(uid, (None, None))
             lr, ls = lex_rank.get(uid, (None, None))
-            hits.append(Hit(symbols[uid], float(score), sr, ss, lr, ls))
+            hits.append(Hit(symbols[uid], float(score), sr, ss, lr, ls, unit_id=uid))
         return hits
 
     def close(self) -> None:

@@ -22,6 +22,8 @@ class Hit:
         semantic_score: Cosine similarity, when known.
         lexical_rank: 1-based rank on the lexical side, or None.
         lexical_score: BM25 score (higher is better), when known.
+        unit_id: The unit's id in the index generation it was found in (None for an unsaved buffer's
+            unit); ids are never reused, so an id names this version of the unit.
     """
 
     symbol: Symbol
@@ -30,6 +32,7 @@ class Hit:
     semantic_score: float | None = None
     lexical_rank: int | None = None
     lexical_score: float | None = None
+    unit_id: int | None = None
 
 
 def document_text(symbol: Symbol, fmt: str) -> str:

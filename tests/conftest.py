@@ -11,6 +11,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Queries in tests do not leave background daemons behind; the auto-start tests turn it on themselves.
+os.environ["CODESEARCH_AUTO_DAEMON"] = "0"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

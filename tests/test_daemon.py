@@ -26,10 +26,11 @@ import pytest
 from codesearch import client
 from codesearch.cli import main
 from codesearch.config import Settings
-from codesearch.daemon import Daemon, PendingPaths
+from codesearch.daemon import Daemon
 from codesearch.embed import HashEmbedder
 from codesearch.errors import IndexLocked, UsageError
 from codesearch.indexer import index_repository
+from codesearch.pending import PendingPaths
 from tests.indexutil import index_snapshot
 
 FAST = Settings(debounce_ms=50, debounce_max_ms=500)
@@ -83,8 +84,8 @@ def assert_reader_matches_file(d: Daemon) -> None:
     import faiss
     import numpy as np
 
-    with d._search_lock:
-        reader = d._reader
+    with d.service._search_lock:
+        reader = d.service._reader
         assert reader is not None
         with reader.snapshot():
             mine = reader._faiss
