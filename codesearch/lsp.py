@@ -921,7 +921,7 @@ class CodesearchServer(LanguageServer):
         if overlay is None or root.searcher is None:
             return  # not ready: _refresh_buffers runs once it is
         ignore = (*root.settings.ignore, *_index_dir_pattern(root))
-        if text is None or entry_for(root.root, rel, Ignorer(root.root, ignore)) is None:
+        if text is None or entry_for(root.root, rel, Ignorer(root.root, ignore), must_exist=False) is None:
             overlay.drop(rel)
             return
         try:

@@ -128,11 +128,13 @@ def walk(root: Path, extra_ignore: tuple[str, ...] = ()) -> Iterator[FileEntry]:
         stack.extend(reversed(subdirs))
 
 
-def entry_for(root: Path, rel: str, ign: Ignorer) -> FileEntry | None:
+def entry_for(root: Path, rel: str, ign: Ignorer, must_exist: bool = True) -> FileEntry | None:
     """The FileEntry of one repository-relative path, or None if it is gone, ignored or not source.
 
     Applies the same rules as :func:`walk` (skipped directories, ignore files of every ancestor,
-    no symbolic links anywhere on the path).
+    no symbolic links anywhere on the path). With ``must_exist`` False, a path that does not exist
+    yet (an editor buffer never saved, perhaps in a directory not created yet) gets an entry of size
+    0 when the walk would index it once written.
     """
     parts = rel.split("/")
     if any(p in ("", ".", "..") for p in parts):
@@ -144,6 +146,10 @@ def entry_for(root: Path, rel: str, ign: Ignorer) -> FileEntry | None:
             return None
         try:
             st = os.lstat(root / base) if base else None
+        except FileNotFoundError:
+            if must_exist:
+                return None
+            st = None
         except OSError:
             return None
         if st is not None and not stat.S_ISDIR(st.st_mode):
@@ -153,6 +159,8 @@ def entry_for(root: Path, rel: str, ign: Ignorer) -> FileEntry | None:
         return None
     try:
         st = os.lstat(root / rel)
+    except FileNotFoundError:
+        return None if must_exist else FileEntry(rel, lang, 0, 0)
     except OSError:
         return None
     if not stat.S_ISREG(st.st_mode):

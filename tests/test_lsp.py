@@ -274,6 +274,26 @@ def test_unsaved_edits_are_searchable_without_touching_disk(lsp):
     assert lsp.command(CMD_STATUS)["roots"][0]["unsavedFiles"] == []
 
 
+def test_a_buffer_for_a_file_not_on_disk_yet_is_searchable(lsp):
+    path = lsp.root / "fresh" / "geo.py"  # `:e fresh/geo.py` in Neovim: neither file nor directory exists
+    uri = path.as_uri()
+    lsp.notify(lsp.client.text_document_did_open, types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text="")))
+    lsp.notify(lsp.client.text_document_did_change, types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=(
+            "def haversine_km(lat1, lon1, lat2, lon2):\n"
+            '    """Great-circle distance between two points on Earth, in kilometres."""\n'
+            "    return 6371 * (lat1 - lat2)\n"))]))
+    hits = lsp.search(query="distance between two coordinates on the globe", k=1)
+    assert hits[0]["name"] == "haversine_km" and hits[0]["uri"] == uri
+    assert not path.exists()
+    assert lsp.command(CMD_STATUS)["roots"][0]["unsavedFiles"] == ["fresh/geo.py"]
+    lsp.notify(lsp.client.text_document_did_close, types.DidCloseTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    assert lsp.command(CMD_STATUS)["roots"][0]["unsavedFiles"] == []
+
+
 def test_save_updates_the_index(lsp):
     path = lsp.root / "web/format.js"
     uri = path.as_uri()
