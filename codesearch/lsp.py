@@ -20,40 +20,35 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import os
-import queue
-import re
 import sys
-import textwrap
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-import attrs
 from lsprotocol import types
 from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInvalidParams,
-    JsonRpcInvalidRequest,
-    JsonRpcServerNotInitialized,
 )
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 from pygls.uris import from_fs_path, to_fs_path
 
-from .config import SEARCH_MODES, Settings, load_settings
+from .config import Settings
 from .embed import Embedder, TransformerEmbedder, cpu_threads
 from .errors import CodesearchError, IndexCorrupt, IndexLocked, IndexMissing, IndexStale, UsageError
-from .index import IndexReader, find_index_dir
+from .index import IndexReader
 from .indexer import index_repository
+from .lsp_convert import SNIPPET_LINES, _plain, hit_json, hit_range, snippet
+from .lsp_params import MAX_K, SearchRequest, ServerOptions, command_request, parse_options
+from .lsp_protocol import REQUEST_FAILED, SEARCH_METHOD, CodesearchProtocol, RequestFailed, _short
+from .lsp_roots import RootIndex, _IndexWorker
 from .overlay import BufferOverlay, QueryVectorCache, overlay_search
 from .search import Searcher
 from .types import Hit
@@ -63,20 +58,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The custom search request.
-SEARCH_METHOD = "codesearch/search"
 #: Server -> client notification carrying the index state (for status bars).
 STATUS_NOTIFICATION = "codesearch/status"
 CMD_SEARCH = "codesearch.search"
 CMD_REINDEX = "codesearch.reindex"
 CMD_STATUS = "codesearch.status"
 COMMANDS = (CMD_SEARCH, CMD_REINDEX, CMD_STATUS)
-#: LSP error code for a well-formed request that failed (index or model unusable).
-REQUEST_FAILED = -32803
-#: Most results one search may ask for.
-MAX_K = 1000
-#: Lines of code in a result's snippet.
-SNIPPET_LINES = 6
 
 _SYMBOL_KINDS = {
     "function": types.SymbolKind.Function,
@@ -85,427 +72,8 @@ _SYMBOL_KINDS = {
     "class": types.SymbolKind.Class,
 }
 
-
-class RequestFailed(JsonRpcException):
-    """A well-formed request that could not be answered (LSP ``RequestFailed``)."""
-
-    CODE = REQUEST_FAILED
-
-
-# --------------------------------------------------------------------------------------------------
-# Options
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """What a client can configure (``initializationOptions`` or the ``codesearch`` section of
-    ``workspace/didChangeConfiguration``); camelCase on the wire, unknown keys ignored.
-
-    Attributes:
-        model: ``modelPath``: encoder model directory (default: the repository's settings).
-        index_dir: ``indexDir``: index directory; relative paths are relative to each workspace root.
-        k: ``k``: default number of results.
-        mode: ``mode``: default ranking mode (hybrid, semantic, lexical).
-        ignore: ``ignore`` (or ``ignorePatterns``): extra gitignore-style patterns.
-        threads: ``threads``: torch threads of the encoder (0: all cores).
-        debounce_ms: ``debounceMs``: delay after the last edit before a buffer is re-embedded (and the
-            watcher's per-path debounce).
-        watch: ``watch``: keep the index fresh with a file watcher (else only on save).
-    """
-
-    model: str | None = None
-    index_dir: str | None = None
-    k: int | None = None
-    mode: str | None = None
-    ignore: tuple[str, ...] | None = None
-    threads: int | None = None
-    debounce_ms: int | None = None
-    watch: bool = True
-
-    def settings_for(self, root: Path) -> Settings:
-        """The repository's settings (``.codesearch.toml``, environment) with these options on top."""
-        index_dir = self.index_dir
-        if index_dir is not None and not Path(index_dir).expanduser().is_absolute():
-            index_dir = str(root / index_dir)
-        settings = load_settings(root).replace(model=self.model, index_dir=index_dir, k=self.k, mode=self.mode,
-                                               ignore=self.ignore, threads=self.threads)
-        if self.debounce_ms is not None:
-            settings = settings.replace(debounce_ms=self.debounce_ms,
-                                        debounce_max_ms=max(self.debounce_ms, settings.debounce_max_ms))
-        return settings
-
-
-_ALIASES = {"modelPath": "model", "ignorePatterns": "ignore", "indexDirectory": "index_dir"}
-
-
-def _snake(name: str) -> str:
-    return _ALIASES.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def parse_options(raw: Any, base: ServerOptions | None = None) -> tuple[ServerOptions, list[str]]:
-    """Map client options onto ServerOptions.
-
-    Args:
-        raw: ``initializationOptions`` or configuration settings: an object, optionally wrapped in
-            ``{"codesearch": {...}}``; None keeps ``base``.
-        base: The options to start from (default: all defaults).
-
-    Returns:
-        (options, problems): a bad value is reported in ``problems`` and leaves that option as it was.
-    """
-    opts = base or ServerOptions()
-    if raw is None:
-        return opts, []
-    if not isinstance(raw, dict):
-        return opts, [f"options must be an object, not {type(raw).__name__}"]
-    if isinstance(raw.get("codesearch"), dict):
-        raw = raw["codesearch"]
-    changes: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, value in raw.items():
-        name = _snake(str(key))
-        try:
-            if name in ("model", "index_dir"):
-                if value is not None and not isinstance(value, str):
-                    raise TypeError("a path string")
-                changes[name] = value or None
-            elif name in ("k", "threads", "debounce_ms"):
-                if value is None:
-                    changes[name] = None
-                    continue
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise TypeError("an integer")
-                low = 1 if name == "k" else 0
-                if value < low or (name == "k" and value > MAX_K):
-                    raise TypeError(f"an integer from {low}" + (f" to {MAX_K}" if name == "k" else ""))
-                changes[name] = value
-            elif name == "mode":
-                if value is not None and value not in SEARCH_MODES:
-                    raise TypeError(f"one of {', '.join(SEARCH_MODES)}")
-                changes[name] = value
-            elif name == "ignore":
-                if isinstance(value, str):
-                    value = [p.strip() for p in value.split(",") if p.strip()]
-                if value is not None and not (isinstance(value, list) and all(isinstance(p, str) for p in value)):
-                    raise TypeError("a list of patterns")
-                changes[name] = None if value is None else tuple(value)
-            elif name == "watch":
-                if not isinstance(value, bool):
-                    raise TypeError("true or false")
-                changes[name] = value
-        except TypeError as exc:
-            problems.append(f"option {key!r} must be {exc}, not {json.dumps(value)}")
-    return replace(opts, **changes), problems
-
-
-# --------------------------------------------------------------------------------------------------
-# Search requests
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    """A validated ``codesearch/search`` request.
-
-    Attributes:
-        query: Query text (may hold ``lang:``/``path:``/``kind:`` filters and quoted phrases).
-        k: Number of results (None: settings).
-        languages: Language filters.
-        paths: Path prefix or glob filters.
-        kinds: Kind filters.
-        mode: Ranking mode (None: settings).
-        root: Only this workspace folder (a URI or path), or None for all.
-    """
-
-    query: str
-    k: int | None = None
-    languages: tuple[str, ...] = ()
-    paths: tuple[str, ...] = ()
-    kinds: tuple[str, ...] = ()
-    mode: str | None = None
-    root: str | None = None
-
-    @classmethod
-    def from_json(cls, raw: Any) -> SearchRequest:
-        """Validate request params; raises JsonRpcInvalidParams naming the bad field."""
-        if isinstance(raw, str):
-            raw = {"query": raw}
-        if not isinstance(raw, dict):
-            raise JsonRpcInvalidParams(f"params must be an object with a 'query', not {type(raw).__name__}")
-        query = raw.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise JsonRpcInvalidParams("'query' must be a non-empty string")
-        k = raw.get("k")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K):
-            raise JsonRpcInvalidParams(f"'k' must be an integer from 1 to {MAX_K}")
-        mode = raw.get("mode")
-        if mode is not None and mode not in SEARCH_MODES:
-            raise JsonRpcInvalidParams(f"'mode' must be one of {', '.join(SEARCH_MODES)}")
-        root = raw.get("root", raw.get("workspaceFolder"))
-        if root is not None and not isinstance(root, str):
-            raise JsonRpcInvalidParams("'root' must be a URI string")
-        return cls(query=query, k=k, mode=mode, root=root,
-                   languages=_strings(raw, "language", "languages"), paths=_strings(raw, "path", "paths"),
-                   kinds=_strings(raw, "kind", "kinds"))
-
-
-def _strings(raw: dict[str, Any], *names: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for name in names:
-        value = raw.get(name)
-        if value is None or value == "":
-            continue
-        if isinstance(value, str):
-            out.append(value)
-        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-            out += value
-        else:
-            raise JsonRpcInvalidParams(f"'{name}' must be a string or a list of strings")
-    return tuple(out)
-
-
-def command_request(args: Sequence[Any]) -> SearchRequest:
-    """The SearchRequest of ``codesearch.search`` arguments: ``[{...}]``, ``["query"]`` or ``["query", k]``."""
-    if len(args) == 1:
-        return SearchRequest.from_json(args[0])
-    if len(args) == 2 and isinstance(args[0], str):
-        return SearchRequest.from_json({"query": args[0], "k": args[1]})
-    raise JsonRpcInvalidParams("codesearch.search takes one argument: {query, k?, language?, path?, kind?, mode?}")
-
-
-# --------------------------------------------------------------------------------------------------
-# Converting hits
-
-
-def _column(prefix: bytes, encoding: str) -> int:
-    text = prefix.decode("utf-8", "replace")
-    if encoding == types.PositionEncodingKind.Utf8.value:
-        return len(prefix)
-    if encoding == types.PositionEncodingKind.Utf32.value:
-        return len(text)
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _line_prefix(data: bytes | None, hit: Hit) -> bytes | None:
-    """The bytes between the start of the hit's first line and its start, when ``data`` still holds its code."""
-    s = hit.symbol
-    if data is None or data[s.start_byte:s.end_byte] != s.code.encode("utf-8", "surrogatepass"):
-        return None
-    return data[data.rfind(b"\n", 0, s.start_byte) + 1:s.start_byte]
-
-
-def hit_range(data: bytes | None, hit: Hit, encoding: str) -> dict[str, Any]:
-    """The LSP range of a hit: exact columns when ``data`` (the file's bytes) still holds its code,
-    else whole lines."""
-    s = hit.symbol
-    prefix = _line_prefix(data, hit)
-    if data is not None and prefix is not None:
-        end_col = _column(data[data.rfind(b"\n", 0, s.end_byte) + 1:s.end_byte], encoding)
-        return {"start": {"line": s.start_line - 1, "character": _column(prefix, encoding)},
-                "end": {"line": s.end_line - 1, "character": end_col}}
-    return {"start": {"line": s.start_line - 1, "character": 0}, "end": {"line": s.end_line, "character": 0}}
-
-
-def snippet(code: str, indent: str = "", lines: int = SNIPPET_LINES) -> str:
-    """The first lines of a unit's code, dedented.
-
-    Args:
-        code: The unit's code (its first line starts at the definition, after any indentation).
-        indent: The whitespace before the definition on its first line.
-        lines: How many lines.
-    """
-    head = "\n".join(code.splitlines()[:lines])
-    return textwrap.dedent(indent + head) if indent.strip() == "" else head
-
-
-# --------------------------------------------------------------------------------------------------
-# Protocol hardening
-
-
-@attrs.define
-class _RawRequest:
-    """A request whose params stay plain JSON (our custom method)."""
-
-    id: int | str
-    method: str
-    jsonrpc: str
-    params: Any = None
-
-
-@attrs.define
-class _Rejected:
-    """A request that could not be read; answered with ``error``."""
-
-    id: int | str | None
-    error: JsonRpcException
-    method: str = ""
-
-
-class CodesearchProtocol(LanguageServerProtocol):
-    """pygls' protocol, made to answer every malformed request with a JSON-RPC error.
-
-    pygls 2.1 drops some bad messages silently (a request whose params fail validation, requests
-    after ``shutdown``) and answers others with nothing, which leaves a client waiting forever.
-    """
-
-    def get_message_type(self, method: str) -> Any:  # type: ignore[override]
-        """Custom methods keep their params as plain JSON; LSP methods use lsprotocol's types."""
-        if method == SEARCH_METHOD:
-            return _RawRequest
-        return super().get_message_type(method)
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        """Structure a message; a request that cannot be structured becomes a _Rejected."""
-        if "jsonrpc" not in data:
-            return data
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            if "method" in data and "id" in data:
-                msg_id = data["id"] if isinstance(data["id"], int | str) and not isinstance(data["id"], bool) else None
-                cause = exc.__cause__
-                detail = f"invalid params for {data['method']!r}" + (f": {_short(cause)}" if cause else "")
-                return _Rejected(msg_id, JsonRpcInvalidParams(detail), str(data["method"]))
-            raise
-
-    def handle_message(self, message: Any) -> None:
-        """Dispatch a message, answering what pygls would drop."""
-        if isinstance(message, _Rejected):
-            self._send_response(message.id, error=message.error.to_response_error())  # type: ignore[arg-type]
-            return
-        if not attrs.has(type(message)):
-            # Valid JSON but not a JSON-RPC message (no "jsonrpc", an array, a number...).
-            msg_id = message.get("id") if isinstance(message, dict) else None
-            if not isinstance(msg_id, int | str) or isinstance(msg_id, bool):
-                msg_id = None
-            if not (isinstance(message, dict) and "method" in message and "id" not in message):
-                self._send_response(msg_id, error=JsonRpcInvalidRequest(  # type: ignore[arg-type]
-                    "not a JSON-RPC 2.0 request (need jsonrpc: \"2.0\", method and id)").to_response_error())
-            return
-        method = getattr(message, "method", None)
-        is_request = method is not None and hasattr(message, "id")
-        if is_request and (not isinstance(message.id, int | str) or isinstance(message.id, bool)):
-            self._send_response(None, error=JsonRpcInvalidRequest(  # type: ignore[arg-type]
-                "the id of a request must be a number or a string").to_response_error())
-            return
-        if getattr(message, "jsonrpc", None) != self.VERSION:
-            if is_request:
-                self._send_response(message.id, error=JsonRpcInvalidRequest(
-                    "jsonrpc must be \"2.0\"").to_response_error())
-            return
-        if is_request and self._shutdown and method != types.EXIT:
-            self._send_response(message.id, error=JsonRpcInvalidRequest(
-                "the server is shutting down").to_response_error())
-            return
-        server = self._server
-        if isinstance(server, CodesearchServer) and not server.initialized and method is not None \
-                and method not in (types.INITIALIZE, types.EXIT):
-            if is_request:
-                self._send_response(message.id, error=JsonRpcServerNotInitialized(
-                    "send initialize first").to_response_error())
-            return
-        super().handle_message(message)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
-
-
-# --------------------------------------------------------------------------------------------------
-# Workspace roots
-
-
-class RootIndex:
-    """One workspace folder: its settings, searcher, unsaved buffers and index state.
-
-    Args:
-        root: The folder (resolved).
-        settings: Its settings.
-    """
-
-    def __init__(self, root: Path, settings: Settings) -> None:
-        self.root = root
-        self.uri = from_fs_path(str(root)) or root.as_uri()
-        self.settings = settings
-        #: starting | indexing | ready | error
-        self.state = "starting"
-        self.message = "starting"
-        #: Who keeps the index fresh: "watcher" (in-process), "daemon", "shared" (another writer),
-        #: "saves" (this server, on save only), or "" before the first build.
-        self.freshness = ""
-        self.searcher: Searcher | None = None
-        self.overlay: BufferOverlay | None = None
-        self.lock = threading.Lock()
-        self.ready = asyncio.Event()
-        self.watcher: Any = None
-        self.progress: tuple[int, int] | None = None
-        self.last_report: dict[str, Any] | None = None
-        #: The index's counts as last read (units, files, languages, generation, model).
-        self.counts: dict[str, Any] = {}
-
-    @property
-    def index_dir(self) -> Path:
-        """Where the index lives."""
-        return find_index_dir(self.root, self.settings.index_dir)
-
-    def relative(self, path: Path) -> str | None:
-        """``path`` relative to the root (forward slashes), or None if outside it or in the index dir."""
-        try:
-            rel = path.relative_to(self.root)
-        except ValueError:
-            return None
-        try:
-            path.relative_to(self.index_dir)
-            return None
-        except ValueError:
-            return rel.as_posix()
-
-    def close(self) -> None:
-        """Stop the watcher and close the index."""
-        if self.watcher is not None:
-            try:
-                self.watcher.close()
-            except Exception:  # closing must not fail
-                log.exception("stopping the watcher failed")
-            self.watcher = None
-        with self.lock:
-            if self.searcher is not None:
-                self.searcher.close()
-                self.searcher = None
-
-
-class _IndexWorker:
-    """One daemon thread that runs index jobs in order (builds, updates, model loads).
-
-    A daemon thread, so that ``exit`` never waits for a long build: an interrupted build leaves the
-    previous index generation intact.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="codesearch-index", daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        fut: Future[T] = Future()
-        self._jobs.put((fn, fut))
-        return fut
-
-    def _run(self) -> None:
-        while True:
-            item = self._jobs.get()
-            if item is None:
-                return
-            fn, fut = item
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:  # handed to whoever waits
-                fut.set_exception(exc)
-
-    def stop(self) -> None:
-        self._jobs.put(None)
+__all__ = ["MAX_K", "REQUEST_FAILED", "SNIPPET_LINES", "SearchRequest", "ServerOptions", "command_request",
+           "create_server", "hit_range", "parse_options", "serve", "snippet"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1052,29 +620,8 @@ class CodesearchServer(LanguageServer):
                     except OSError:
                         files[path] = None
                 source = files[path]
-            out.append(self.hit_json(root, hit, source, encoding))
+            out.append(hit_json(root, hit, source, encoding))
         return out
-
-    @staticmethod
-    def hit_json(root: RootIndex, hit: Hit, source: bytes | None, encoding: str) -> dict[str, Any]:
-        """One search result as JSON."""
-        s = hit.symbol
-        prefix = _line_prefix(source, hit)
-        indent = prefix.decode("utf-8", "replace") if prefix is not None else ""
-        return {
-            "uri": from_fs_path(str(root.root / s.path)),
-            "range": hit_range(source, hit, encoding),
-            "name": s.name,
-            "qualifiedName": s.qualified_name,
-            "kind": s.kind,
-            "language": s.language,
-            "score": round(hit.score, 6),
-            "path": s.path,
-            "root": root.uri,
-            "signature": s.signature,
-            "summary": s.summary,
-            "snippet": snippet(s.code, indent),
-        }
 
     def status(self) -> dict[str, Any]:
         """The state of every root (the ``codesearch.status`` result and ``codesearch/status`` params)."""
@@ -1184,17 +731,6 @@ def _index_dir_pattern(root: RootIndex) -> tuple[str, ...]:
         return (f"/{root.index_dir.relative_to(root.root).as_posix()}/",)
     except ValueError:
         return ()
-
-
-def _plain(obj: Any) -> Any:
-    """pygls hands unknown JSON objects over as namedtuples; turn them back into dicts and lists."""
-    if hasattr(obj, "_asdict"):
-        return {k: _plain(v) for k, v in obj._asdict().items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    return obj
 
 
 def create_server() -> CodesearchServer:
