@@ -326,7 +326,9 @@ def spawn_daemon(root: Path, index_dir: Path, model: str | None = None, verbose:
 
     index_dir.mkdir(parents=True, exist_ok=True)
     log_path = index_dir / LOG_NAME
-    cmd = [sys.executable, "-m", "codesearch.cli", "watch", str(root), "--index-dir", str(index_dir)]
+    # -P: the working directory is not put on sys.path, so a repository's own top-level modules
+    # (a `logging/` or `types.py` of its own) cannot shadow the standard library in the daemon.
+    cmd = [sys.executable, "-P", "-m", "codesearch.cli", "watch", str(root), "--index-dir", str(index_dir)]
     cmd += (["--model", model] if model else []) + (["-v"] if verbose else [])
     cmd += ["--idle-seconds", str(idle_seconds)] if idle_seconds else []
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -361,7 +363,7 @@ def wait_for_daemon(index_dir: Path, pid: int, timeout: float = 300.0) -> dict[s
     raise errors.CodesearchError(f"the watch daemon (pid {pid}) did not answer within {timeout:.0f}s; see {log_path}")
 
 
-def ensure_daemon(root: Path, index_dir: Path, idle_seconds: int) -> str:
+def ensure_daemon(root: Path, index_dir: Path, idle_seconds: int) -> tuple[str, int | None]:
     """Make sure a daemon of this build serves an indexed repository, without waiting for it to load.
 
     Used by ``codesearch query`` and ``codesearch mcp`` (when ``Settings.auto_daemon`` is on): a
@@ -371,7 +373,8 @@ def ensure_daemon(root: Path, index_dir: Path, idle_seconds: int) -> str:
     index run, a daemon still loading).
 
     Returns:
-        "running" (one of this build answers), "started", "replaced", or "skipped".
+        ("running" (one of this build answers), "started", "replaced" or "skipped", the pid of a daemon
+        this call started or None).
     """
     from .index import DB_NAME
 
@@ -385,22 +388,22 @@ def ensure_daemon(root: Path, index_dir: Path, idle_seconds: int) -> str:
         finally:
             c.close()
         if version == build_id():
-            return "running"
+            return "running", None
         if version is None:
-            return "skipped"  # it does not answer (busy or wedged): leave it to `codesearch watch --stop`
+            return "skipped", None  # it does not answer (busy or wedged): leave it to `codesearch watch --stop`
         import logging
 
         logging.getLogger(__name__).info("replacing a daemon of another codesearch build (%s)", version)
         try:
             stop_daemon(index_dir, timeout=30.0)
         except errors.IndexLocked:
-            return "skipped"
+            return "skipped", None
         replaced = True
     if not (index_dir / DB_NAME).is_file() or not writer_lock_free(index_dir):
-        return "skipped"
+        return "skipped", None
     clean_stale(index_dir)
-    spawn_daemon(root, index_dir, idle_seconds=idle_seconds)
-    return "replaced" if replaced else "started"
+    pid = spawn_daemon(root, index_dir, idle_seconds=idle_seconds)
+    return ("replaced" if replaced else "started"), pid
 
 
 class QueryRunner:

@@ -215,6 +215,7 @@ class RootService:
         self._lock = threading.Lock()
         self._client: client.DaemonClient | None = None
         self._local: Any = None  # an in-process codesearch.daemon.Daemon (auto_daemon off)
+        self._children: list[int] = []  # daemons this process started (reaped once they exit)
 
     def _connect(self) -> client.DaemonClient | None:
         c = client.connect(self.index_dir, timeout=None)
@@ -242,23 +243,39 @@ class RootService:
             daemon.start()
             self._local = daemon
             return
-        state = client.ensure_daemon(self.repo, self.index_dir, self.settings.daemon_idle_seconds)
+        state, pid = client.ensure_daemon(self.repo, self.index_dir, self.settings.daemon_idle_seconds)
         if state == "skipped" and not (self.index_dir / client.SOCKET_NAME).exists() \
                 and client.writer_lock_free(self.index_dir):
             # No index yet: the daemon's start-up pass builds it.
-            client.spawn_daemon(self.repo, self.index_dir, idle_seconds=self.settings.daemon_idle_seconds)
+            pid = client.spawn_daemon(self.repo, self.index_dir, idle_seconds=self.settings.daemon_idle_seconds)
         deadline = time.monotonic() + DAEMON_WAIT
+        if pid is not None:
+            self._children.append(pid)
+            try:
+                client.wait_for_daemon(self.index_dir, pid, DAEMON_WAIT)
+            except CodesearchError as exc:
+                raise ToolFailed(str(exc)) from None
         while time.monotonic() < deadline:
             self._client = self._connect()
             if self._client is not None:
                 return
             time.sleep(0.1)
-        raise ToolFailed(f"the codesearch daemon of {self.repo} did not start within {DAEMON_WAIT:.0f}s; "
+        raise ToolFailed(f"the codesearch daemon of {self.repo} did not answer within {DAEMON_WAIT:.0f}s; "
                          f"see {self.index_dir / client.LOG_NAME}")
+
+    def _reap(self) -> None:
+        for pid in list(self._children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done == pid:
+                self._children.remove(pid)
 
     def request(self, req: dict[str, Any]) -> dict[str, Any]:
         """Send one protocol request; a daemon that went away (idle exit, crash) is started again once."""
         with self._lock:
+            self._reap()
             for attempt in (1, 2):
                 self._ensure()
                 if self._local is not None:

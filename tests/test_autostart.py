@@ -33,6 +33,10 @@ def wait_for(cond: Callable[[], bool], timeout: float = 90.0, what: str = "condi
 def repo(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "repo"
     shutil.copytree(REPOS / "mini_go", root)
+    # A top-level package named like a standard-library module must not shadow it in the daemon.
+    (root / "logging").mkdir()
+    (root / "logging" / "__init__.py").write_text(
+        "raise SystemExit('the repository shadowed the standard library')\n\n\ndef log_line(x):\n    return x\n")
     assert main(["index", str(root)]) == 0
     yield root
     client.stop_daemon(root / ".codesearch")
