@@ -82,7 +82,10 @@ def tokenizer() -> Any:
 
     import codesearch
 
-    return Tokenizer.from_file(str(Path(codesearch.__file__).parent / "model" / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(Path(codesearch.__file__).parent / "model" / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
 
 
 async def _mcp_session(root: Path, queries: list[str], warmup: int) -> dict[str, Any]:

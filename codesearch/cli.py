@@ -211,8 +211,6 @@ def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[
     root = _resolve_repo(repo, index_dir)
     settings = _settings(root, index_dir=index_dir, model=model)
     idir = index_dir_for(root, settings.index_dir)
-    if settings.auto_daemon and model is None:
-        ensure_daemon(root, idir, settings.daemon_idle_seconds)
     runner = QueryRunner(idir, settings, use_daemon=model is None)
     try:
         if text is not None:
@@ -222,21 +220,31 @@ def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[
                     click.echo(json.dumps(_shown(row, explain)))
             else:
                 _print_human(rows, root, explain)
-            return
-        if sys.stdin.isatty():
-            click.echo("reading queries from stdin, one per line (Ctrl-D to end)", err=True)
-        for line in sys.stdin:
-            q = line.strip()
-            if not q:
-                continue
-            try:
-                rows = runner.search(q, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds)
-                click.echo(json.dumps({"query": q, "results": [_shown(r, explain) for r in rows]}))
-            except UsageError as exc:
-                click.echo(json.dumps({"query": q, "error": str(exc), "results": []}))
-            sys.stdout.flush()
+        else:
+            _batch(runner, k, mode, langs, paths, kinds, explain)
     finally:
         runner.close()
+    if settings.auto_daemon and model is None:
+        # After the answer: a daemon loading beside this query would slow it down on two cores.
+        sys.stdout.flush()
+        ensure_daemon(root, idir, settings.daemon_idle_seconds)
+
+
+def _batch(runner: Any, k: int | None, mode: str | None, langs: tuple[str, ...], paths: tuple[str, ...],
+           kinds: tuple[str, ...], explain: bool) -> None:
+    """Batch mode of ``codesearch query``: one query per stdin line, one JSON line per query."""
+    if sys.stdin.isatty():
+        click.echo("reading queries from stdin, one per line (Ctrl-D to end)", err=True)
+    for line in sys.stdin:
+        q = line.strip()
+        if not q:
+            continue
+        try:
+            rows = runner.search(q, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds)
+            click.echo(json.dumps({"query": q, "results": [_shown(r, explain) for r in rows]}))
+        except UsageError as exc:
+            click.echo(json.dumps({"query": q, "error": str(exc), "results": []}))
+        sys.stdout.flush()
 
 
 @cli.command()

@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,25 +56,19 @@ _BUILD_ID: str | None = None
 
 
 def build_id() -> str:
-    """This codesearch's identity: the package version plus a hash of its Python sources.
+    """This codesearch's identity: a hash of its Python sources.
 
-    Two processes with the same build id run the same code; a development checkout that changed
-    any module gets a new one, so a daemon left running from before an upgrade is noticed.
+    Two processes with the same build id run the same code; an upgrade, or a development checkout
+    that changed any module, gets a new one, so a daemon left running from before is noticed.
     """
     global _BUILD_ID
     if _BUILD_ID is None:
-        from importlib import metadata
-
-        try:
-            version = metadata.version("codesearch")
-        except metadata.PackageNotFoundError:
-            version = "0"
         digest = hashlib.sha256()
         for path in sorted(Path(__file__).parent.glob("*.py")):
             digest.update(path.name.encode())
             with contextlib.suppress(OSError):
                 digest.update(path.read_bytes())
-        _BUILD_ID = f"{version}+{digest.hexdigest()[:12]}"
+        _BUILD_ID = digest.hexdigest()[:16]
     return _BUILD_ID
 
 
@@ -106,6 +99,8 @@ def socket_path(index_dir: Path) -> Path:
     path = index_dir / SOCKET_NAME
     if len(os.fsencode(str(path))) <= _MAX_SOCKET_PATH:
         return path
+    import tempfile
+
     digest = hashlib.sha256(os.fsencode(str(index_dir))).hexdigest()[:24]
     return Path(tempfile.gettempdir()) / f"codesearch-{os.getuid()}" / f"{digest}.sock"
 
@@ -376,8 +371,6 @@ def ensure_daemon(root: Path, index_dir: Path, idle_seconds: int) -> tuple[str, 
         ("running" (one of this build answers), "started", "replaced" or "skipped", the pid of a daemon
         this call started or None).
     """
-    from .index import DB_NAME
-
     replaced = False
     c = connect(index_dir, timeout=5.0)
     if c is not None:
@@ -399,7 +392,7 @@ def ensure_daemon(root: Path, index_dir: Path, idle_seconds: int) -> tuple[str, 
         except errors.IndexLocked:
             return "skipped", None
         replaced = True
-    if not (index_dir / DB_NAME).is_file() or not writer_lock_free(index_dir):
+    if not any(index_dir.glob("index.v*.db")) or not writer_lock_free(index_dir):
         return "skipped", None
     clean_stale(index_dir)
     pid = spawn_daemon(root, index_dir, idle_seconds=idle_seconds)
