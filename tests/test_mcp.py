@@ -221,3 +221,14 @@ def test_the_mcp_server_started_a_daemon_of_this_build(mcp, repo):
     info = client.probe(repo / ".codesearch")
     assert info is not None and info["version"] == client.build_id()
     assert info["settings"]["daemon_idle_seconds"] == 1800
+
+
+def test_docs_show_every_tool_schema_as_served(tools):
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "mcp.md").read_text()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)\n```", doc, flags=re.S)]
+    for name, tool in tools.items():
+        assert f"### `{name}`: {tool.title}" in doc
+        assert tool.input_schema in blocks, f"regenerate docs/mcp.md (bench/mcp_doc.py): {name} input"
+        assert tool.output_schema in blocks, f"regenerate docs/mcp.md (bench/mcp_doc.py): {name} output"
