@@ -37,7 +37,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
 import freshness  # noqa: E402
-from benchlib import machine, write_json  # noqa: E402
+from benchlib import machine, write_doc_section, write_json  # noqa: E402
 
 OUT = BENCH / "out" / "agent"
 RESULTS = OUT / "results.json"
@@ -204,18 +204,6 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, doc: Path = BENCH.parent / "docs" / "benchmarks.md") -> None:
-    """Replace this benchmark's section of docs/benchmarks.md (between its markers), or append it."""
-    start, end = "<!-- agents:start -->", "<!-- agents:end -->"
-    block = f"{start}\n{text}{end}\n"
-    old = doc.read_text() if doc.is_file() else "# Benchmarks\n"
-    if start in old and end in old:
-        new = old[:old.index(start)] + block + old[old.index(end) + len(end):].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    doc.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -231,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     text = report(json.loads(RESULTS.read_text()))
     if args.write:
-        write_section(text)
+        write_doc_section("agents", text)
     print(text)
     return 0
 

@@ -20,6 +20,25 @@ ROOT = BENCH.parent
 OUT = BENCH / "out"
 
 
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """Put ``body`` between the ``name`` markers of ``text`` (appending the section if absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.rstrip()}\n\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: block, text, count=1)
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
+def write_doc_section(name: str, body: str, doc: Path = DOCS) -> None:
+    """Replace the ``name`` section of docs/benchmarks.md with ``body``."""
+    old = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
+    doc.write_text(replace_section(old, name, body), encoding="utf-8")
+
+
 def log(msg: str) -> None:
     """Progress goes to stderr."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

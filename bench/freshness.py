@@ -27,6 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchlib import write_doc_section  # noqa: E402
+
+from codesearch.index import DB_NAME  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 OUT = BENCH / "out" / "freshness"
@@ -282,7 +288,7 @@ def pick_functions(root: Path, n: int, seed: int) -> list[tuple[str, str]]:
     import random
     import sqlite3
 
-    conn = sqlite3.connect(root / ".codesearch" / "index.v1.db")
+    conn = sqlite3.connect(root / ".codesearch" / DB_NAME)
     rows = conn.execute("SELECT path, name FROM units WHERE language = 'python' AND kind IN ('function', 'method') "
                         "ORDER BY path, start_line").fetchall()
     conn.close()
@@ -467,7 +473,7 @@ def rebuild_and_compare(work: Path, base_idx: Path) -> dict[str, Any]:
     other = OUT / "rebuild-index"
     shutil.rmtree(other, ignore_errors=True)
     shutil.copytree(base_idx, other)
-    conn = sqlite3.connect(other / "index.v1.db")
+    conn = sqlite3.connect(other / DB_NAME)
     conn.execute("DELETE FROM units")
     conn.execute("DELETE FROM files")
     conn.execute("INSERT INTO units_fts(units_fts) VALUES ('delete-all')")
@@ -480,7 +486,7 @@ def rebuild_and_compare(work: Path, base_idx: Path) -> dict[str, Any]:
     log(f"rebuild: {rep.files} files, {rep.units} units, {rep.embedded} embedded in {time.perf_counter() - t0:.0f}s")
 
     def load(idx: Path) -> tuple[dict[Any, Any], dict[Any, Any], int, int]:
-        conn = sqlite3.connect(idx / "index.v1.db")
+        conn = sqlite3.connect(idx / DB_NAME)
         units = {}
         for r in conn.execute("SELECT u.path, u.qualified_name, u.start_line, u.end_line, u.kind, u.text_hash, "
                               "v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash"):
@@ -518,7 +524,7 @@ def counts(root: Path) -> dict[str, int]:
     """Files and units in an index."""
     import sqlite3
 
-    conn = sqlite3.connect(root / ".codesearch" / "index.v1.db")
+    conn = sqlite3.connect(root / ".codesearch" / DB_NAME)
     try:
         return {"files": conn.execute("SELECT COUNT(*) FROM files").fetchone()[0],
                 "units": conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]}
@@ -654,18 +660,6 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, doc: Path = ROOT / "docs" / "benchmarks.md") -> None:
-    """Replace this benchmark's section of docs/benchmarks.md (between its markers), or append it."""
-    start, end = "<!-- watch-daemon:start -->", "<!-- watch-daemon:end -->"
-    block = f"{start}\n{text}\n{end}\n"
-    old = doc.read_text() if doc.is_file() else "# Benchmarks\n"
-    if start in old and end in old:
-        new = old[:old.index(start)] + block + old[old.index(end) + len(end):].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    doc.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -678,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "report":
         text = report(json.loads((OUT / "results.json").read_text()))
         if args.write:
-            write_section(text)
+            write_doc_section("watch-daemon", text)
         print(text, end="")
     else:
         print(json.dumps(run(tuple(args.part or PARTS)), indent=2))

@@ -15,29 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import OUT, ROOT  # noqa: E402
+from benchlib import DOCS, OUT, replace_section  # noqa: E402
 from corpora import CORPORA, load_manifest  # noqa: E402
 from quality import model_ids, quality_table  # noqa: E402
 
-DOCS = ROOT / "docs" / "benchmarks.md"
 PY = ".venv/bin/python"
-
-
-def replace_section(text: str, name: str, body: str) -> str:
-    """Put ``body`` between the ``name`` markers of ``text`` (appending the section if absent)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body.rstrip()}\n\n{end}"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: block, text, count=1)
-    return text.rstrip() + "\n\n" + block + "\n"
 
 
 def _machine_line(m: dict[str, Any], load_end: float | None = None) -> str:

@@ -1,17 +1,24 @@
-"""The on-disk index: SQLite metadata + lexical index, raw vectors, and a derived FAISS index.
+"""The on-disk index: SQLite metadata + lexical index, raw vectors, and FAISS snapshots.
 
 Layout of ``INDEX_DIR`` (default ``REPO/.codesearch``)::
 
     index.v{FORMAT}.db     SQLite (WAL): meta, files, units, vectors (float32 blobs), units_fts (FTS5)
-    vectors.g{GEN}.faiss   faiss IndexIDMap2(IndexFlatIP) of the units of generation GEN (id = unit id)
+    vectors.g{GEN}.faiss   faiss IndexIDMap2(IndexFlatIP) of the units of generation GEN (id = unit id):
+                           a snapshot, written only now and then (see below)
     lock                   writer lock (flock) holding the writer's pid
 
 SQLite is the source of truth. Each index run commits its changes in one transaction that bumps
-``meta.generation``; the FAISS file for that generation is written afterwards (temp file + rename).
-A reader takes a read transaction (a consistent snapshot), reads the generation, and loads the
-matching FAISS file, or rebuilds it in memory from the snapshot's vectors when the file is not
-there yet. Vectors are cached by ``text_hash`` (SHA-256 over model key, text format and text),
-committed in batches while embedding, so an interrupted run resumes where it stopped.
+``meta.generation``. Unit ids are never reused (AUTOINCREMENT) and a unit's vector never changes, so
+the FAISS index of generation G is any earlier generation's FAISS index minus the ids that left and
+plus the ids that came, both read from G's SQLite snapshot. A reader takes a read transaction (a
+consistent snapshot), loads the newest FAISS snapshot file not newer than its generation, and applies
+that id delta; a reader that already holds an index applies the delta from the generation it holds.
+The writer therefore does not write a FAISS file per generation: it writes a new snapshot (temp file
++ rename) only once the delta since the last one has grown past ``max(SNAPSHOT_MIN_DELTA, units /
+SNAPSHOT_FRACTION)`` (``meta.snapshot_delta`` counts it; ``meta.snapshot_generation`` names the file),
+so an update costs what changed, not the size of the index. Vectors are cached by ``text_hash``
+(SHA-256 over model key, text format and text), committed in batches while embedding, so an
+interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -50,6 +57,13 @@ DB_NAME = f"index.v{INDEX_FORMAT_VERSION}.db"
 LOCK_NAME = "lock"
 #: BM25 weights of the name, doc and code columns of units_fts (chosen by bench/tune_fusion.py).
 LEXICAL_WEIGHTS = (3.0, 2.0, 1.0)
+#: A new FAISS snapshot is written once more than this many unit ids (or a SNAPSHOT_FRACTION-th of
+#: the units, whichever is more) have come or gone since the last one.
+SNAPSHOT_MIN_DELTA = 1000
+SNAPSHOT_FRACTION = 20
+#: Largest id delta a reader that holds an index applies in memory (above it, and above a tenth of
+#: the index, it loads the newest snapshot instead).
+MAX_READER_DELTA = 5000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -151,8 +165,71 @@ def connect(db_path: Path, readonly: bool = False) -> sqlite3.Connection:
 
 
 def faiss_path(index_dir: Path, generation: int) -> Path:
-    """File name of the FAISS index of one generation."""
+    """File name of the FAISS snapshot of one generation."""
     return index_dir / f"vectors.g{generation}.faiss"
+
+
+def snapshots(index_dir: Path, upto: int | None = None) -> list[tuple[int, Path]]:
+    """The FAISS snapshot files (generation, path), newest first; only generations <= ``upto`` if given."""
+    out = []
+    for path in index_dir.glob("vectors.g*.faiss"):
+        num = path.name[len("vectors.g"):-len(".faiss")]
+        if num.isdigit() and (upto is None or int(num) <= upto):
+            out.append((int(num), path))
+    return sorted(out, reverse=True)
+
+
+def snapshot_due(delta: int, units: int) -> bool:
+    """Whether a delta of ``delta`` ids since the last snapshot asks for a new one."""
+    return delta > max(SNAPSHOT_MIN_DELTA, units // SNAPSHOT_FRACTION)
+
+
+def apply_delta(conn: sqlite3.Connection, index: Any, dim: int, limit: int | None = None) -> bool:
+    """Bring ``index`` (an IndexIDMap2) to the units of ``conn``'s snapshot: drop ids that left, add ids that came.
+
+    Ids that came are newer than every id the index holds (ids are never reused), so appending them
+    keeps the ids ascending, as :func:`build_faiss` orders them: the result equals a fresh build,
+    ties included. Returns False (``index`` untouched) when the delta exceeds ``limit`` or a unit has
+    no vector.
+    """
+    import faiss
+
+    ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM units")), dtype=np.int64)
+    have = faiss.vector_to_array(index.id_map).astype(np.int64)
+    removed = np.setdiff1d(have, ids, assume_unique=True)
+    added = np.setdiff1d(ids, have, assume_unique=True)
+    if limit is not None and len(removed) + len(added) > limit:
+        return False
+    if len(added) and len(have) and added[0] < have.max():
+        return False  # not a delta of this index (ids out of order): build it afresh
+    rows: list[tuple[int, bytes]] = []
+    for start in range(0, len(added), 500):
+        chunk = [int(x) for x in added[start:start + 500]]
+        rows += conn.execute(
+            f"SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash "
+            f"WHERE u.id IN ({','.join('?' * len(chunk))}) ORDER BY u.id", chunk).fetchall()
+    if len(rows) != len(added):
+        return False
+    if len(removed):
+        index.remove_ids(removed)
+    if rows:
+        new_ids, vecs = _rows_to_arrays(rows, dim)
+        index.add_with_ids(vecs, new_ids)
+    return True
+
+
+def load_snapshot(conn: sqlite3.Connection, index_dir: Path, generation: int, dim: int) -> Any:
+    """The FAISS index of ``conn``'s snapshot (generation ``generation``): newest snapshot file + delta, else built."""
+    import faiss
+
+    for _gen, path in snapshots(index_dir, generation)[:2]:
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError:  # gone (a writer replaced it) or damaged: try the next, then build
+            continue
+        if index.d == dim and apply_delta(conn, index, dim):
+            return index
+    return build_faiss(conn, dim)
 
 
 def row_to_symbol(row: sqlite3.Row) -> Symbol:
@@ -228,11 +305,21 @@ class IndexWriter:
         self.old_meta = old
         self.meta = meta
         self.rebuild_reason = self._rebuild_reason(old, meta)
+        if not old.get("generation"):
+            # A new database numbers its units from 1 again: snapshots of an earlier one would pass
+            # for its own (same ids, other vectors).
+            self._remove_snapshots(keep=None)
 
     def _discard_db(self) -> None:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 (self.index_dir / (DB_NAME + suffix)).unlink()
+
+    def _remove_snapshots(self, keep: Path | None) -> None:
+        for old in [*self.index_dir.glob("vectors.g*.faiss"), *self.index_dir.glob(".vectors.g*.faiss.tmp")]:
+            if old != keep:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
 
     @staticmethod
     def _rebuild_reason(old: dict[str, str], new: dict[str, str]) -> str | None:
@@ -331,6 +418,10 @@ class IndexWriter:
                 raise IndexCorrupt(f"{missing} units have no vector; refusing to publish")
             generation = self.generation + 1
             meta = dict(self.meta, generation=str(generation), updated_at=str(time.time()))
+            if self.old_meta.get("snapshot_generation"):
+                meta["snapshot_generation"] = self.old_meta["snapshot_generation"]
+                delta = int(self.old_meta.get("snapshot_delta", "0")) + len(removed) + len(added)
+                meta["snapshot_delta"] = str(delta)
             meta.setdefault("created_at", self.old_meta.get("created_at", meta["updated_at"]))
             if self.old_meta.get("created_at") and not self.rebuild_reason:
                 meta["created_at"] = self.old_meta["created_at"]
@@ -343,52 +434,46 @@ class IndexWriter:
         self.old_meta = meta
         return generation, removed, added
 
-    def publish_faiss(self, generation: int, removed: list[int], added: list[int]) -> None:
-        """Write the FAISS file of ``generation``, incrementally from the previous one when possible."""
+    def publish_vectors(self, generation: int) -> bool:
+        """Write a FAISS snapshot of ``generation`` if the delta since the last one asks for it.
+
+        Readers build a generation's index from the newest snapshot plus the id delta, so most
+        updates write no FAISS file at all. Returns whether a snapshot was written.
+        """
         import faiss
 
         dim = int(self.meta["dim"])
-        prev = faiss_path(self.index_dir, generation - 1)
-        index = None
-        if prev.is_file() and generation > 1:
-            try:
-                index = faiss.read_index(str(prev))
-                if index.d != dim:
-                    index = None
-            except RuntimeError:
-                index = None
-        if index is not None:
-            if removed:
-                index.remove_ids(np.asarray(removed, dtype=np.int64))
-            if added:
-                ids, vecs = self._vectors_for(added)
-                index.add_with_ids(vecs, ids)
-            total = self.conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
-            if index.ntotal != total:
-                log.warning("faiss index out of step (%d vs %d units); rebuilding it", index.ntotal, total)
-                index = None
-        if index is None:
-            index = build_faiss(self.conn, dim)
+        prev = self.old_meta.get("snapshot_generation")
+        current = snapshots(self.index_dir, generation)
+        units = self.conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+        if (prev and current and str(current[0][0]) == prev
+                and not snapshot_due(int(self.old_meta.get("snapshot_delta", "0")), units)):
+            return False
+        self.conn.execute("BEGIN")  # read the index of ``generation`` in one snapshot
+        try:
+            if int(self._meta_value("generation") or 0) != generation:
+                raise IndexCorrupt(f"generation {generation} is not the committed one")
+            index = load_snapshot(self.conn, self.index_dir, generation, dim)
+        finally:
+            self.conn.execute("COMMIT")
+        path = faiss_path(self.index_dir, generation)
         tmp = self.index_dir / f".vectors.g{generation}.faiss.tmp"
         faiss.write_index(index, str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, faiss_path(self.index_dir, generation))
+        os.replace(tmp, path)
         _fsync_dir(self.index_dir)
-        for old in self.index_dir.glob("vectors.g*.faiss"):
-            if old.name != faiss_path(self.index_dir, generation).name:
-                with contextlib.suppress(FileNotFoundError):
-                    old.unlink()
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                                  [("snapshot_generation", str(generation)), ("snapshot_delta", "0")])
+        self.old_meta = dict(self.old_meta, snapshot_generation=str(generation), snapshot_delta="0")
+        self._remove_snapshots(keep=path)
+        return True
 
-    def _vectors_for(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        rows: list[tuple[int, bytes]] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows += self.conn.execute(
-                f"SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash "
-                f"WHERE u.id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        dim = int(self.meta["dim"])
-        return _rows_to_arrays(rows, dim)
+    def _meta_value(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         """Close the database."""
@@ -428,7 +513,7 @@ def find_index_dir(repo: Path, index_dir: str | None) -> Path:
 
 
 class IndexReader:
-    """Reads a published index; reopens the FAISS side when the generation changes.
+    """Reads a published index; follows a new generation by its id delta (or the newest snapshot).
 
     Args:
         index_dir: The index directory.
@@ -476,19 +561,13 @@ class IndexReader:
             self.conn.execute("COMMIT")
 
     def _load_faiss(self, gen: int) -> None:
-        import faiss
-
-        path = faiss_path(self.index_dir, gen)
-        index = None
-        try:
-            index = faiss.read_index(str(path))
-            if index.d != self.dim:
-                index = None
-        except RuntimeError:
-            index = None
-        if index is None:
-            index = build_faiss(self.conn, self.dim)
-        self._faiss = index
+        held = self._faiss
+        if held is not None and held.d == self.dim and gen > self.generation >= 0:
+            limit = max(MAX_READER_DELTA, held.ntotal // 10)
+            if apply_delta(self.conn, held, self.dim, limit):
+                self.generation = gen
+                return
+        self._faiss = load_snapshot(self.conn, self.index_dir, gen, self.dim)
         self.generation = gen
 
     def count_units(self) -> int:

@@ -63,6 +63,8 @@ class IndexReport:
     skipped: dict[str, int] = field(default_factory=dict)
     rebuild_reason: str | None = None
     generation: int = 0
+    #: Whether this run wrote a new FAISS snapshot (most small updates write none).
+    snapshot_written: bool = False
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
@@ -239,7 +241,7 @@ def index_repository(root: Path, settings: Settings, embedder: Embedder | None =
             report.files_deleted = len(deleted)
             _embed_missing(writer, updated, fmt, settings, embedder, report, progress)
             generation, removed, added = writer.commit(deleted, updated, touched, full)
-            writer.publish_faiss(generation, removed, added)
+            report.snapshot_written = writer.publish_vectors(generation)
             report.generation = generation
             report.units_added, report.units_removed = len(added), len(removed)
             counts = writer.conn.execute("SELECT status, COUNT(*) FROM files GROUP BY status").fetchall()

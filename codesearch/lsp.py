@@ -763,6 +763,7 @@ def create_server() -> CodesearchServer:
 
     @server.command(CMD_STATUS)
     async def cmd_status(ls: CodesearchServer, *args: Any) -> dict[str, Any]:
+        await ls.flush_buffers(ls.pick_roots(None))  # buffer changes already sent count in unsavedFiles
         return ls.status()
 
     @server.command(CMD_REINDEX)

@@ -29,7 +29,7 @@ from . import client
 from .config import SEARCH_MODES, Settings
 from .embed import Embedder, TransformerEmbedder, cpu_threads
 from .errors import CodesearchError, IndexLocked, IndexMissing, UsageError
-from .index import IndexReader, WriterLock, faiss_path, find_index_dir, row_to_symbol
+from .index import IndexReader, WriterLock, find_index_dir, row_to_symbol
 from .indexer import IndexReport
 from .pending import PendingPaths
 from .search import Searcher, resolve
@@ -42,9 +42,6 @@ log = logging.getLogger(__name__)
 #: Quiet time after an event that completes a write (close after writing, rename into place, delete):
 #: an editor's save is searchable this long after it, not ``debounce_ms`` after it.
 SETTLE_SECONDS = 0.05
-#: Largest id delta the warm reader applies in memory (above it, and above a tenth of the index,
-#: it loads the generation's FAISS file).
-_MAX_DELTA = 5000
 #: Most results one request may ask for.
 MAX_K = 10_000
 #: Most bytes of code :meth:`Service.get_code` returns unless asked for more.
@@ -53,60 +50,6 @@ MAX_CODE_BYTES = 200_000
 
 class Mismatch(Exception):
     """A request this service cannot answer the way an in-process search would (the client falls back)."""
-
-
-class WarmReader(IndexReader):
-    """The service's IndexReader: it follows new generations from their id delta.
-
-    Unit ids are never reused and a unit's vector never changes, so the FAISS index of a new
-    generation is the previous one minus the ids that left and plus the ids that came, read from
-    the same SQLite snapshot; FAISS keeps ids in ascending order either way, so the result equals
-    the generation's FAISS file. That serves a generation as soon as SQLite has committed it,
-    without waiting for the writer to write its FAISS file, and without reading that file (154 MB
-    at 100k units). Large deltas (a storm, a rebuild) load the file as the base class does, waiting
-    while the writer publishes it rather than rebuilding the whole index from SQLite.
-    """
-
-    def __init__(self, index_dir: Path, wait_published: Callable[[int], None]) -> None:
-        super().__init__(index_dir)
-        self._wait_published = wait_published
-
-    def _load_faiss(self, gen: int) -> None:
-        if self._faiss is not None and self._faiss.d == self.dim and self._apply_delta():
-            self.generation = gen
-            return
-        if not faiss_path(self.index_dir, gen).is_file():
-            self._wait_published(gen)
-        super()._load_faiss(gen)
-
-    def drop_faiss(self) -> None:
-        """Forget the FAISS index: the next snapshot loads its generation's file."""
-        self._faiss = None
-        self.generation = -1
-
-    def _apply_delta(self) -> bool:
-        import faiss
-
-        ids = np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM units")), dtype=np.int64)
-        have = faiss.vector_to_array(self._faiss.id_map).astype(np.int64)
-        removed = np.setdiff1d(have, ids, assume_unique=True)
-        added = np.setdiff1d(ids, have, assume_unique=True)
-        if len(removed) + len(added) > max(_MAX_DELTA, len(ids) // 10):
-            return False
-        rows: list[tuple[int, bytes]] = []
-        for start in range(0, len(added), 500):
-            chunk = [int(x) for x in added[start:start + 500]]
-            rows += self.conn.execute(
-                f"SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash "
-                f"WHERE u.id IN ({','.join('?' * len(chunk))}) ORDER BY u.id", chunk).fetchall()
-        if len(rows) != len(added):
-            return False  # a unit without its vector: let the base class decide
-        if len(removed):
-            self._faiss.remove_ids(removed)
-        if rows:
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-            self._faiss.add_with_ids(vecs, np.asarray([r[0] for r in rows], dtype=np.int64))
-        return True
 
 
 def rss_mb() -> dict[str, float]:
@@ -171,7 +114,7 @@ class Service:
         #: Called (from the writer thread) when the writer fails fatally; the owner stops.
         self.on_fatal: Callable[[], None] | None = None
         self._search_lock = threading.Lock()
-        self._reader: WarmReader | None = None
+        self._reader: IndexReader | None = None
         self._searchers: dict[tuple[Any, ...], Searcher] = {}
 
     # -- life cycle -------------------------------------------------------------------------------------
@@ -294,31 +237,19 @@ class Service:
 
     # -- the warm reader --------------------------------------------------------------------------------
 
-    def _wait_published(self, gen: int) -> None:
-        if self.updater is not None:
-            self.updater.wait_published(gen)
-
-    def _open_reader(self) -> WarmReader:
+    def _open_reader(self) -> IndexReader:
         if self._reader is None:
-            self._reader = WarmReader(self.index_dir, self._wait_published)
+            self._reader = IndexReader(self.index_dir)
         return self._reader
 
-    def _warm_reader(self, report: IndexReport, from_file: bool) -> None:
-        """Load the new generation into the reader now, not on the next query.
-
-        ``from_file``: load the generation's FAISS file instead of applying the id delta. After a
-        full pass or a failed update the writer may have built its file from scratch, and its
-        order of equal-scoring vectors then differs from a delta's; loading the file keeps the
-        service's ties broken exactly as an in-process search breaks them.
-        """
+    def _warm_reader(self, report: IndexReport) -> None:
+        """Load the new generation into the reader now (its id delta), not on the next query."""
         with self._search_lock:
             if report.rebuild_reason:
                 self._searchers.clear()
                 if self._reader is not None:
                     self._reader.close()
                     self._reader = None
-            if from_file and self._reader is not None:
-                self._reader.drop_faiss()
             try:
                 with self._open_reader().snapshot():
                     pass

@@ -27,7 +27,7 @@ import numpy as np
 from .config import Settings
 from .embed import Embedder
 from .errors import CodesearchError
-from .index import DB_NAME, connect, faiss_path
+from .index import DB_NAME, connect
 from .indexer import IndexReport, index_repository
 from .pending import Batch, PendingPaths
 from .walk import walk
@@ -109,13 +109,12 @@ class Updater:
         embedder: The warm encoder (wrapped in :class:`ParallelEmbedder` by the service).
         pending: Where the watcher puts paths.
         check_stop: Raises :class:`Stopping` once the service shuts down (checked during runs).
-        on_updated: Called after each successful update with its report and whether the reader should
-            load the generation's FAISS file rather than apply the id delta.
+        on_updated: Called after each successful update with its report.
         on_fatal: Called when the writer thread fails in a way it cannot retry.
     """
 
     def __init__(self, root: Path, settings: Settings, index_dir: Path, embedder: Embedder, pending: PendingPaths,
-                 check_stop: Callable[[], None], on_updated: Callable[[IndexReport, bool], None],
+                 check_stop: Callable[[], None], on_updated: Callable[[IndexReport], None],
                  on_fatal: Callable[[BaseException], None]) -> None:
         self.root = root
         self.settings = settings
@@ -134,11 +133,9 @@ class Updater:
         self.updates = 0
         #: When the writer last finished anything (monotonic), for idle time-outs.
         self.last_activity = time.monotonic()
-        self._failed_since_file = False
         self._closed = threading.Event()
         # publication: the writer tells readers which generations are complete
         self._pub = threading.Condition()
-        self._updating = False
         self._done_ticket = 0
         self._ticket_reports: dict[int, dict[str, Any]] = {}
 
@@ -160,16 +157,6 @@ class Updater:
             if self._done_ticket < ticket:
                 return None
             return self._ticket_reports.get(ticket, self.last_update or {})
-
-    def wait_published(self, gen: int, timeout: float = 30.0) -> None:
-        """Wait while the writer publishes generation ``gen``'s FAISS file (the reader asks for it)."""
-        deadline = time.monotonic() + timeout
-        with self._pub:
-            while self._updating and not faiss_path(self.index_dir, gen).is_file() and not self._closed.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._pub.wait(min(left, 0.5))
 
     @property
     def busy(self) -> bool:
@@ -210,7 +197,6 @@ class Updater:
             self._on_fatal(exc)
         finally:
             with self._pub:
-                self._updating = False
                 self._pub.notify_all()
 
     def _expand_dirs(self, dirs: set[str]) -> set[str]:
@@ -243,8 +229,6 @@ class Updater:
         self.current = {"reason": batch.reason, "full": full, "paths": len(paths) if paths is not None else None,
                         "started_at": time.time()}
         self.progress_info = None
-        with self._pub:
-            self._updating = True
         self.state = "indexing"
         t0 = time.perf_counter()
         try:
@@ -267,16 +251,13 @@ class Updater:
                     self.pending.add(rel)
                 for rel in batch.dirs:
                     self.pending.add(rel, is_dir=True)
-            self._failed_since_file = True
             self._end_update()
             self._finish(batch, {"error": str(exc)})
             return False
         seconds = time.perf_counter() - t0
         with self._pub:
-            self._updating = False
             self._pub.notify_all()
-        self._on_updated(report, batch.full or self._failed_since_file)
-        self._failed_since_file = False
+        self._on_updated(report)
         summary = self._summary(report, batch, paths, seconds)
         self._finish(batch, summary)
         self._end_update()  # idle only once the status tells of this update
@@ -295,7 +276,6 @@ class Updater:
 
     def _end_update(self) -> None:
         with self._pub:
-            self._updating = False
             self._pub.notify_all()
         self.current = None
         self.progress_info = None

@@ -228,3 +228,122 @@ def test_incremental_equals_rebuild_property(tmp_path_factory, steps):
     shutil.copytree(root, fresh, ignore=shutil.ignore_patterns(".codesearch"))
     idx(fresh, HashEmbedder(dim=16))
     assert snap == index_snapshot(fresh / ".codesearch")
+
+
+def _snapshot_gens(index_dir):
+    from codesearch.index import snapshots
+
+    return [g for g, _ in snapshots(index_dir)]
+
+
+def _reader_state(index_dir):
+    """(generation, ids, vectors) of a fresh reader, and of a fresh build from its SQLite snapshot."""
+    import faiss
+
+    from codesearch.index import IndexReader, build_faiss
+
+    reader = IndexReader(index_dir)
+    try:
+        with reader.snapshot():
+            mine, built = reader._faiss, build_faiss(reader.conn, reader.dim)
+            out = [(faiss.vector_to_array(x.id_map).tolist(), x.index.reconstruct_n(0, x.ntotal).tolist())
+                   for x in (mine, built)]
+            return reader.generation, out[0], out[1]
+    finally:
+        reader.close()
+
+
+def test_small_updates_write_no_faiss_file(make_repo, hash_embedder):
+    """An update writes no FAISS file until the delta since the last snapshot is large; readers add the delta."""
+    root = make_repo({"a.py": PY_A, "web/c.js": JS_C})
+    idir = root / ".codesearch"
+    assert idx(root, hash_embedder).snapshot_written
+    assert _snapshot_gens(idir) == [1]
+    for i in range(3):
+        (root / f"n{i}.py").write_text(f"def added_{i}():\n    return {i}\n")
+        (root / "a.py").write_text(PY_A.replace("retry", f"retry{i}"))
+        rep = idx(root, hash_embedder)
+        assert not rep.snapshot_written
+    assert _snapshot_gens(idir) == [1]
+    gen, mine, built = _reader_state(idir)
+    assert gen == 4 and mine == built  # snapshot of generation 1 + the delta == a fresh build, in order
+    names = {k[1] for k in index_snapshot(idir)["units"]}
+    assert {"added_0", "added_2", "Backoff.retry2"} <= names and "Backoff.retry" not in names
+
+
+def test_snapshot_written_once_delta_is_large(make_repo, hash_embedder, monkeypatch):
+    import codesearch.index as index_mod
+
+    monkeypatch.setattr(index_mod, "SNAPSHOT_MIN_DELTA", 8)
+    root = make_repo({"a.py": PY_A})
+    idir = root / ".codesearch"
+    idx(root, hash_embedder)
+    written = []
+    for i in range(4):  # each edit of a.py replaces its 3 units: delta 6 per update, more than 8 after two
+        (root / "a.py").write_text(PY_A.replace("retry", f"retry{i}"))
+        written.append(idx(root, hash_embedder).snapshot_written)
+        assert _snapshot_gens(idir) == [i + 2] if written[-1] else len(_snapshot_gens(idir)) == 1
+    assert written == [False, True, False, True]
+    assert not list(idir.glob(".vectors*.tmp"))
+    gen, mine, built = _reader_state(idir)
+    assert gen == 5 and mine == built
+
+
+def test_reader_follows_generations_by_delta(make_repo, hash_embedder):
+    """A reader that holds an index applies each new generation's delta; it equals a fresh build."""
+    import faiss
+
+    from codesearch.index import IndexReader, build_faiss
+
+    root = make_repo({"a.py": PY_A, "pkg/b.go": GO_B})
+    idir = root / ".codesearch"
+    idx(root, hash_embedder)
+    reader = IndexReader(idir)
+    try:
+        with reader.snapshot():
+            held = reader._faiss
+        for i in range(3):
+            (root / f"m{i}.py").write_text(f"def more_{i}():\n    return {i}\n")
+            (root / "pkg/b.go").unlink() if i == 1 else None
+            idx(root, hash_embedder)
+            with reader.snapshot():
+                assert reader._faiss is held  # followed in place, no file read
+                built = build_faiss(reader.conn, reader.dim)
+                assert faiss.vector_to_array(held.id_map).tolist() == faiss.vector_to_array(built.id_map).tolist()
+                assert reader.generation == i + 2
+    finally:
+        reader.close()
+
+
+def test_stale_snapshots_of_a_discarded_database_are_removed(make_repo, hash_embedder):
+    """A new database numbers units from 1 again: FAISS files of the old one must not pass for its own."""
+    root = make_repo({"a.py": PY_A, "web/c.js": JS_C})
+    idir = root / ".codesearch"
+    idx(root, hash_embedder)
+    for i in range(3):
+        (root / f"n{i}.py").write_text(f"def added_{i}():\n    return {i}\n")
+        idx(root, hash_embedder)
+    for suffix in ("", "-wal", "-shm"):
+        (idir / (DB_NAME + suffix)).unlink(missing_ok=True)
+    (root / "a.py").write_text("def other():\n    return 2\n")
+    idx(root, HashEmbedder(dim=32))
+    assert _snapshot_gens(idir) == [1]
+    gen, mine, built = _reader_state(idir)
+    assert gen == 1 and mine == built
+
+
+def test_missing_or_damaged_snapshot_is_rebuilt_from_sqlite(make_repo, hash_embedder):
+    root = make_repo({"a.py": PY_A, "web/c.js": JS_C})
+    idir = root / ".codesearch"
+    idx(root, hash_embedder)
+    (root / "n.py").write_text("def added():\n    return 1\n")
+    idx(root, hash_embedder)
+    (_g, path), = __import__("codesearch.index", fromlist=["snapshots"]).snapshots(idir)
+    path.write_bytes(b"not a faiss file")
+    gen, mine, built = _reader_state(idir)
+    assert gen == 2 and mine == built and len(mine[0]) == 5
+    path.unlink()
+    gen, mine, built = _reader_state(idir)
+    assert gen == 2 and mine == built
+    rep = idx(root, hash_embedder)  # the writer notices the snapshot is gone and writes one
+    assert rep.snapshot_written and _snapshot_gens(idir) == [rep.generation]
