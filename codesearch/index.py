@@ -359,7 +359,7 @@ class IndexWriter:
             self.conn.executemany("INSERT OR REPLACE INTO vectors(text_hash, vector) VALUES (?, ?)",
                                   [(h, _blob(v)) for h, v in zip(hashes, vectors, strict=True)])
 
-    def _delete_units(self, paths: Iterable[str]) -> list[int]:
+    def _delete_units(self, paths: Iterable[str], gone_hashes: set[str]) -> list[int]:
         removed: list[int] = []
         for path in paths:
             rows = self.conn.execute("SELECT * FROM units WHERE path = ?", (path,)).fetchall()
@@ -367,11 +367,19 @@ class IndexWriter:
                 self.conn.execute("INSERT INTO units_fts(units_fts, rowid, name, doc, code) "
                                   "VALUES ('delete', ?, ?, ?, ?)", (row["id"], *fts_columns(row)))
                 removed.append(row["id"])
+                gone_hashes.add(row["text_hash"])
             self.conn.execute("DELETE FROM units WHERE path = ?", (path,))
         return removed
 
+    def _delete_unused_vectors(self, hashes: Iterable[str]) -> None:
+        items = list(hashes)
+        for start in range(0, len(items), 500):
+            chunk = items[start:start + 500]
+            self.conn.execute(f"DELETE FROM vectors WHERE text_hash IN ({','.join('?' * len(chunk))}) "
+                              "AND NOT EXISTS (SELECT 1 FROM units u WHERE u.text_hash = vectors.text_hash)", chunk)
+
     def commit(self, deleted: Iterable[str], updated: Sequence[tuple[FileRecord, Sequence[tuple[Symbol, str]]]],
-               touched: Sequence[FileRecord], full: bool) -> tuple[int, list[int], list[int]]:
+               touched: Sequence[FileRecord], full: bool, sweep: bool = True) -> tuple[int, list[int], list[int]]:
         """Apply one run's changes in a single transaction and bump the generation.
 
         Args:
@@ -380,12 +388,16 @@ class IndexWriter:
                 old units are replaced.
             touched: Files whose stat changed but content did not (only the record is updated).
             full: Drop everything not in ``updated``/``touched`` (a rebuild).
+            sweep: Drop every cached vector no unit uses (also those an interrupted run left);
+                otherwise only those of the texts whose units this run removed, so that an
+                update of a few files costs what changed, not a scan of the whole index.
 
         Returns:
             (new generation, removed unit ids, added unit ids).
         """
         removed: list[int] = []
         added: list[int] = []
+        gone_hashes: set[str] = set()
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -393,10 +405,10 @@ class IndexWriter:
                 keep = {f.path for f, _ in updated} | {f.path for f in touched}
                 deleted = [p for (p,) in conn.execute("SELECT path FROM files") if p not in keep]
                 removed += self._delete_units(
-                    [p for (p,) in conn.execute("SELECT DISTINCT path FROM units") if p not in keep])
-            removed += self._delete_units(deleted)
+                    [p for (p,) in conn.execute("SELECT DISTINCT path FROM units") if p not in keep], gone_hashes)
+            removed += self._delete_units(deleted, gone_hashes)
             conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in deleted])
-            removed += self._delete_units([f.path for f, _ in updated])
+            removed += self._delete_units([f.path for f, _ in updated], gone_hashes)
             insert = (f"INSERT INTO units({', '.join(_UNIT_COLS)}, text_hash) "
                       f"VALUES ({', '.join('?' * (len(_UNIT_COLS) + 1))})")
             for _record, units in updated:
@@ -411,9 +423,11 @@ class IndexWriter:
                 "INSERT OR REPLACE INTO files(path, language, size, mtime_ns, sha256, status, error, units) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r.path, r.language, r.size, r.mtime_ns, r.sha256, r.status, r.error, r.units) for r in records])
-            conn.execute("DELETE FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM units)")
-            missing = conn.execute("SELECT COUNT(*) FROM units u LEFT JOIN vectors v ON u.text_hash = v.text_hash "
-                                   "WHERE v.text_hash IS NULL").fetchone()[0]
+            if full or sweep:
+                conn.execute("DELETE FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM units)")
+            else:  # only the texts this run took units from can have lost their last unit
+                self._delete_unused_vectors(gone_hashes)
+            missing = len(self.missing_vectors(sym_hash for _r, units in updated for _s, sym_hash in units))
             if missing:
                 raise IndexCorrupt(f"{missing} units have no vector; refusing to publish")
             generation = self.generation + 1

@@ -240,7 +240,7 @@ def index_repository(root: Path, settings: Settings, embedder: Embedder | None =
             report.files_changed = len(updated)
             report.files_deleted = len(deleted)
             _embed_missing(writer, updated, fmt, settings, embedder, report, progress)
-            generation, removed, added = writer.commit(deleted, updated, touched, full)
+            generation, removed, added = writer.commit(deleted, updated, touched, full, sweep=paths is None)
             report.snapshot_written = writer.publish_vectors(generation)
             report.generation = generation
             report.units_added, report.units_removed = len(added), len(removed)
