@@ -336,9 +336,16 @@ class IndexWriter:
         """The last committed generation (0 for a new index)."""
         return int(self.old_meta.get("generation", "0"))
 
-    def file_records(self) -> dict[str, FileRecord]:
-        """Every file the index knows, by path."""
-        rows = self.conn.execute("SELECT * FROM files").fetchall()
+    def file_records(self, paths: Iterable[str] | None = None) -> dict[str, FileRecord]:
+        """Every file the index knows (or those of ``paths`` it knows), by path."""
+        if paths is None:
+            rows = self.conn.execute("SELECT * FROM files").fetchall()
+        else:
+            items, rows = sorted(set(paths)), []
+            for start in range(0, len(items), 500):
+                chunk = items[start:start + 500]
+                rows += self.conn.execute(f"SELECT * FROM files WHERE path IN ({','.join('?' * len(chunk))})",
+                                          chunk).fetchall()
         return {r["path"]: FileRecord(**dict(r)) for r in rows}
 
     def missing_vectors(self, text_hashes: Iterable[str]) -> set[str]:
@@ -371,6 +378,37 @@ class IndexWriter:
             self.conn.execute("DELETE FROM units WHERE path = ?", (path,))
         return removed
 
+    def _keep_unchanged_units(self, path: str, units: Sequence[tuple[Symbol, str]], removed: list[int],
+                              gone_hashes: set[str]) -> list[tuple[Symbol, str]]:
+        """Match a changed file's new units with its old rows; returns the units that need new rows.
+
+        A unit whose text hash, qualified name, doc comment and code are those of an old row keeps
+        that row (its id, vector and lexical row stay; lines and other columns are updated in
+        place), so editing one function of a file re-tokenises and re-adds only that function.
+        Old rows left unmatched are deleted (ids into ``removed``).
+        """
+        pool: dict[tuple[str, str, str, str], list[sqlite3.Row]] = {}
+        for row in self.conn.execute("SELECT * FROM units WHERE path = ? ORDER BY id", (path,)):
+            pool.setdefault((row["text_hash"], row["qualified_name"], row["docstring"], row["code"]), []).append(row)
+        fresh: list[tuple[Symbol, str]] = []
+        for sym, text_hash in units:
+            bucket = pool.get((text_hash, sym.qualified_name, sym.docstring, sym.code))
+            if not bucket:
+                fresh.append((sym, text_hash))
+                continue
+            row = bucket.pop(0)
+            changed = [c for c in _UNIT_COLS if row[c] != getattr(sym, c)]
+            if changed:
+                self.conn.execute(f"UPDATE units SET {', '.join(f'{c} = ?' for c in changed)} WHERE id = ?",
+                                  (*[getattr(sym, c) for c in changed], row["id"]))
+        for row in (r for bucket in pool.values() for r in bucket):
+            self.conn.execute("INSERT INTO units_fts(units_fts, rowid, name, doc, code) "
+                              "VALUES ('delete', ?, ?, ?, ?)", (row["id"], *fts_columns(row)))
+            self.conn.execute("DELETE FROM units WHERE id = ?", (row["id"],))
+            removed.append(row["id"])
+            gone_hashes.add(row["text_hash"])
+        return fresh
+
     def _delete_unused_vectors(self, hashes: Iterable[str]) -> None:
         items = list(hashes)
         for start in range(0, len(items), 500):
@@ -385,7 +423,7 @@ class IndexWriter:
         Args:
             deleted: Paths that are gone from the repository.
             updated: Files whose content changed, each with its (symbol, text_hash) units; their
-                old units are replaced.
+                old units are replaced (an unchanged unit keeps its row, see ``_keep_unchanged_units``).
             touched: Files whose stat changed but content did not (only the record is updated).
             full: Drop everything not in ``updated``/``touched`` (a rebuild).
             sweep: Drop every cached vector no unit uses (also those an interrupted run left);
@@ -408,11 +446,11 @@ class IndexWriter:
                     [p for (p,) in conn.execute("SELECT DISTINCT path FROM units") if p not in keep], gone_hashes)
             removed += self._delete_units(deleted, gone_hashes)
             conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in deleted])
-            removed += self._delete_units([f.path for f, _ in updated], gone_hashes)
             insert = (f"INSERT INTO units({', '.join(_UNIT_COLS)}, text_hash) "
                       f"VALUES ({', '.join('?' * (len(_UNIT_COLS) + 1))})")
-            for _record, units in updated:
-                for sym, text_hash in units:
+            for record, units in updated:
+                fresh = self._keep_unchanged_units(record.path, units, removed, gone_hashes)
+                for sym, text_hash in fresh:
                     cur = conn.execute(insert, (*[getattr(sym, c) for c in _UNIT_COLS], text_hash))
                     uid = int(cur.lastrowid or 0)
                     conn.execute("INSERT INTO units_fts(rowid, name, doc, code) VALUES (?, ?, ?, ?)",

@@ -7,6 +7,7 @@ change, and the daemon's per-path updates (``paths=``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -95,6 +96,7 @@ def classify(data: bytes) -> str | None:
     return None
 
 
+@functools.cache
 def _parser_versions() -> str:
     names = ["tree-sitter", "tree-sitter-python", "tree-sitter-java", "tree-sitter-javascript",
              "tree-sitter-go", "tree-sitter-php", "tree-sitter-ruby"]
@@ -173,6 +175,7 @@ def index_repository(root: Path, settings: Settings, embedder: Embedder | None =
         IndexLocked: another writer holds the index.
     """
     started = time.perf_counter()
+    paths = None if paths is None else list(paths)
     root = root.expanduser()
     if not root.is_dir():
         raise UsageError(f"not a directory: {root}")
@@ -194,7 +197,7 @@ def index_repository(root: Path, settings: Settings, embedder: Embedder | None =
             if writer.rebuild_reason:
                 log.warning("rebuilding the index: %s", writer.rebuild_reason)
             full = writer.rebuild_reason is not None
-            known = writer.file_records()
+            known = writer.file_records(paths)
             entries = _discover(root, extra_ignore, known, paths, progress)
             present = {e.path for e in entries}
             if paths is None:

@@ -15,7 +15,7 @@ from codesearch.errors import IndexLocked
 from codesearch.index import DB_NAME, WriterLock
 from codesearch.indexer import index_repository
 from codesearch.search import Searcher
-from tests.indexutil import index_snapshot
+from tests.indexutil import index_snapshot, lexical_ids
 
 PY_A = '''
 def parse_cookie(header):
@@ -274,12 +274,12 @@ def test_small_updates_write_no_faiss_file(make_repo, hash_embedder):
 def test_snapshot_written_once_delta_is_large(make_repo, hash_embedder, monkeypatch):
     import codesearch.index as index_mod
 
-    monkeypatch.setattr(index_mod, "SNAPSHOT_MIN_DELTA", 8)
+    monkeypatch.setattr(index_mod, "SNAPSHOT_MIN_DELTA", 6)
     root = make_repo({"a.py": PY_A})
     idir = root / ".codesearch"
     idx(root, hash_embedder)
     written = []
-    for i in range(4):  # each edit of a.py replaces its 3 units: delta 6 per update, more than 8 after two
+    for i in range(4):  # each edit replaces Backoff and Backoff.retry: a delta of 4 per update, more than 6 after two
         (root / "a.py").write_text(PY_A.replace("retry", f"retry{i}"))
         written.append(idx(root, hash_embedder).snapshot_written)
         assert _snapshot_gens(idir) == [i + 2] if written[-1] else len(_snapshot_gens(idir)) == 1
@@ -347,3 +347,32 @@ def test_missing_or_damaged_snapshot_is_rebuilt_from_sqlite(make_repo, hash_embe
     assert gen == 2 and mine == built
     rep = idx(root, hash_embedder)  # the writer notices the snapshot is gone and writes one
     assert rep.snapshot_written and _snapshot_gens(idir) == [rep.generation]
+
+
+def test_an_edit_keeps_the_rows_of_unchanged_units(make_repo, hash_embedder):
+    """Editing one function re-adds only it: the file's other units keep their ids, lines follow the edit."""
+    from codesearch.index import IndexReader
+
+    def rows(root):
+        reader = IndexReader(root / ".codesearch")
+        try:
+            return {r["qualified_name"]: (r["id"], r["start_line"])
+                    for r in reader.conn.execute("SELECT id, qualified_name, start_line FROM units")}
+        finally:
+            reader.close()
+
+    root = make_repo({"a.py": PY_A})
+    idx(root, hash_embedder)
+    before = rows(root)
+    (root / "a.py").write_text("import time\n\n" + PY_A.replace("Parse a Cookie header", "Parse a cookie string"))
+    rep = idx(root, hash_embedder)
+    after = rows(root)
+    assert (rep.units_added, rep.units_removed, rep.embedded) == (1, 1, 1)
+    assert after["Backoff.retry"] == (before["Backoff.retry"][0], before["Backoff.retry"][1] + 2)
+    assert after["Backoff"][0] == before["Backoff"][0]
+    assert after["parse_cookie"][0] > max(i for i, _ in before.values())
+    assert lexical_ids(root / ".codesearch", "exponentially") == {after["Backoff.retry"][0], after["Backoff"][0]}
+    fresh = root.parent / "fresh"
+    shutil.copytree(root, fresh, ignore=shutil.ignore_patterns(".codesearch"))
+    idx(fresh, hash_embedder)
+    assert index_snapshot(root / ".codesearch") == index_snapshot(fresh / ".codesearch")
