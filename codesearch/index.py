@@ -309,6 +309,37 @@ class IndexWriter:
             # A new database numbers its units from 1 again: snapshots of an earlier one would pass
             # for its own (same ids, other vectors).
             self._remove_snapshots(keep=None)
+            self._seed_from_older_format()
+
+    def _seed_from_older_format(self) -> None:
+        """Copy the vector cache of an index of an older format version, so a format change re-embeds nothing.
+
+        Vectors are keyed by a hash over model key, text format, max length and text, so a vector
+        copied from another database can only ever be found for the very text it encodes; those no
+        unit uses are dropped by the first whole-tree run.
+        """
+        others = sorted(p for p in self.index_dir.glob("index.v*.db") if p.name != DB_NAME)
+        for other in reversed(others):
+            try:
+                src = sqlite3.connect(f"file:{other}?mode=ro", uri=True, timeout=5)
+                try:
+                    rows = src.execute("SELECT text_hash, vector FROM vectors").fetchall()
+                finally:
+                    src.close()
+            except sqlite3.Error as exc:
+                log.info("cannot read vectors of %s (%s); not seeding from it", other.name, exc)
+                continue
+            with self.conn:
+                self.conn.execute("BEGIN")
+                self.conn.executemany("INSERT OR IGNORE INTO vectors(text_hash, vector) VALUES (?, ?)", rows)
+            log.info("seeded %d cached vectors from %s", len(rows), other.name)
+            return
+
+    def _remove_older_formats(self) -> None:
+        for other in self.index_dir.glob("index.v*.db*"):
+            if not other.name.startswith(DB_NAME):
+                with contextlib.suppress(FileNotFoundError):
+                    other.unlink()
 
     def _discard_db(self) -> None:
         for suffix in ("", "-wal", "-shm"):
@@ -483,6 +514,8 @@ class IndexWriter:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if generation == 1:
+            self._remove_older_formats()  # the new format is published: the old file is no longer read
         self.old_meta = meta
         return generation, removed, added
 

@@ -376,3 +376,23 @@ def test_an_edit_keeps_the_rows_of_unchanged_units(make_repo, hash_embedder):
     shutil.copytree(root, fresh, ignore=shutil.ignore_patterns(".codesearch"))
     idx(fresh, hash_embedder)
     assert index_snapshot(root / ".codesearch") == index_snapshot(fresh / ".codesearch")
+
+
+def test_a_new_format_version_reuses_the_old_vectors(make_repo, hash_embedder):
+    """An index of an older format version seeds the new database's vector cache: nothing is re-embedded."""
+    from codesearch.errors import IndexStale
+    from codesearch.index import IndexReader
+
+    root = make_repo({"a.py": PY_A, "web/c.js": JS_C})
+    idir = root / ".codesearch"
+    assert idx(root, hash_embedder).embedded == 4
+    for suffix in ("", "-wal", "-shm"):
+        if (idir / (DB_NAME + suffix)).exists():
+            (idir / (DB_NAME + suffix)).rename(idir / ("index.v0.db" + suffix))
+    with pytest.raises(IndexStale):
+        IndexReader(idir)
+    rep = idx(root, hash_embedder)
+    assert (rep.units, rep.embedded) == (4, 0)
+    assert sorted(p.name for p in idir.glob("index.v*.db*")) == [n for n in sorted(p.name for p in idir.iterdir())
+                                                                 if n.startswith(DB_NAME)]
+    assert not list(idir.glob("index.v0.db*"))
