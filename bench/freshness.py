@@ -55,7 +55,7 @@ def codesearch_cmd() -> list[str]:
 
 def env() -> dict[str, str]:
     """Environment for child processes."""
-    return dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CODESEARCH_AUTO_DAEMON="0")
 
 
 # ---------------------------------------------------------------------------------------------------------
