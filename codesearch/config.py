@@ -33,6 +33,8 @@ class Settings:
         batch_size: Units per encoder batch.
         threads: Torch threads for indexing; 0 means all cores.
         max_file_bytes: Files larger than this are skipped (counted as ``too_large``).
+        parse_timeout_ms: Time budget for parsing one file; a file over it is skipped (counted as
+            ``parse_timeout``); 0 means no limit.
         ignore: Extra gitignore-style patterns to skip, on top of .gitignore and .codesearchignore.
         k: Default number of results.
         mode: Default ranking mode (one of SEARCH_MODES).
@@ -57,6 +59,7 @@ class Settings:
     batch_size: int = 32
     threads: int = 0
     max_file_bytes: int = 1_000_000
+    parse_timeout_ms: int = 2000
     ignore: tuple[str, ...] = field(default_factory=tuple)
     k: int = 10
     mode: str = "hybrid"
@@ -84,6 +87,8 @@ class Settings:
                 raise UsageError(f"setting {name} must be at least 1")
         if self.debounce_ms < 0 or self.debounce_max_ms < self.debounce_ms:
             raise UsageError("settings: need 0 <= debounce_ms <= debounce_max_ms")
+        if self.parse_timeout_ms < 0:
+            raise UsageError("setting parse_timeout_ms must be at least 0")
         if self.daemon_idle_seconds < 0:
             raise UsageError("setting daemon_idle_seconds must be at least 0")
 

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import parsers
-from parsers import ParseError, Symbol
+from parsers import ParseError, ParseTimeout, Symbol
 
 from .config import Settings
 from .embed import Embedder, ModelInfo, TransformerEmbedder, cpu_threads, read_model_info
@@ -228,9 +228,14 @@ def index_repository(root: Path, settings: Settings, embedder: Embedder | None =
                 units: list[tuple[Symbol, str]] = []
                 if data is not None:
                     try:
-                        symbols = parsers.extract(data, entry.language, entry.path)
+                        symbols = parsers.extract(data, entry.language, entry.path,
+                                                  timeout=settings.parse_timeout_ms / 1000)
                     except ParseError as exc:
                         status, error = "invalid_utf8", str(exc)
+                    except ParseTimeout:
+                        log.warning("%s: parsing took more than %d ms; skipped", entry.path,
+                                    settings.parse_timeout_ms)
+                        status, error = "parse_timeout", f"parsing took more than {settings.parse_timeout_ms} ms"
                     except Exception as exc:  # a parser bug must not stop the run
                         log.exception("%s: extraction failed", entry.path)
                         status, error = "error", f"{type(exc).__name__}: {exc}"

@@ -309,7 +309,8 @@ class CodesearchServer(LanguageServer):
         with root.lock:
             root.searcher = searcher
             root.overlay = BufferOverlay(query_encoder, reader.meta.get("doc_text_format") or
-                                         root.settings.doc_text_format)
+                                         root.settings.doc_text_format,
+                                         root.settings.parse_timeout_ms / 1000 or None)
         self._call_soon(root.ready.set)
         self._call_soon(self._refresh_buffers, root)  # buffers opened while it was not searchable
         return True

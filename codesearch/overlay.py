@@ -118,11 +118,14 @@ class BufferOverlay:
     Args:
         embedder: The encoder the index was built with (document side).
         doc_text_format: The index's document text format (``meta["doc_text_format"]``).
+        parse_timeout: Parse time budget per buffer in seconds (None: no limit); a buffer over it gets
+            no overlay (searches see the file as indexed).
     """
 
-    def __init__(self, embedder: Embedder, doc_text_format: str) -> None:
+    def __init__(self, embedder: Embedder, doc_text_format: str, parse_timeout: float | None = None) -> None:
         self.embedder = embedder
         self.doc_text_format = doc_text_format
+        self.parse_timeout = parse_timeout
         self._files: dict[str, OverlayFile] = {}
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -150,7 +153,12 @@ class BufferOverlay:
             self.drop(path)
             return None
         data = text.encode("utf-8", "surrogatepass")
-        symbols = parsers.extract(data, lang, path)
+        try:
+            symbols = parsers.extract(data, lang, path, timeout=self.parse_timeout)
+        except parsers.ParseTimeout as exc:
+            log.warning("%s; the buffer is not searchable until saved and indexed", exc)
+            self.drop(path)
+            return None
         info = self.embedder.info
         fmt = self.doc_text_format
         texts = [document_text(s, fmt) for s in symbols]

@@ -16,9 +16,10 @@ Steps for one file:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
-from tree_sitter import Node, QueryCursor
+from tree_sitter import Node, QueryCursor, Tree
 
 from parsers.docstrings import (
     clean_hash_comment,
@@ -29,7 +30,7 @@ from parsers.docstrings import (
     is_magic_comment,
     summary,
 )
-from parsers.errors import ParseError
+from parsers.errors import ParseError, ParseTimeout
 from parsers.registry import LanguageSpec, get_parser, get_query, get_spec
 from parsers.symbol import Symbol
 
@@ -75,13 +76,15 @@ class _Unit:
     qualified: str = ""
 
 
-def extract(source: bytes, lang: str, path: str) -> list[Symbol]:
+def extract(source: bytes, lang: str, path: str, timeout: float | None = None) -> list[Symbol]:
     """Extract the functions, methods, constructors and classes of one source file.
 
     Args:
         source: The file's bytes.
         lang: A registry name (see :func:`parsers.registry.languages`).
         path: The file's path, stored as given in every Symbol.
+        timeout: Time budget in seconds for parsing and matching the definition query (tree-sitter's
+            progress callbacks cancel either); None or 0 means no limit.
 
     Returns:
         The symbols sorted by ``start_byte`` (outer before inner on ties). Files with syntax errors
@@ -89,6 +92,7 @@ def extract(source: bytes, lang: str, path: str) -> list[Symbol]:
 
     Raises:
         ParseError: ``source`` is not text (contains NUL bytes or is not valid UTF-8).
+        ParseTimeout: parsing or query matching ran past ``timeout``.
         ValueError: ``lang`` is not a supported language.
     """
     spec = get_spec(lang)
@@ -101,7 +105,8 @@ def extract(source: bytes, lang: str, path: str) -> list[Symbol]:
     except UnicodeDecodeError as exc:
         raise ParseError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
 
-    tree = get_parser(lang).parse(source)
+    deadline = _Deadline(timeout) if timeout else None
+    tree = _parse(source, lang, path, deadline)
     root = tree.root_node
     original = source
     if source.startswith(_BOM):  # scan a byte-for-byte copy where the BOM reads as spaces
@@ -109,7 +114,13 @@ def extract(source: bytes, lang: str, path: str) -> list[Symbol]:
     shape = _SHAPES[lang]
     units: list[_Unit] = []
     seen: set[tuple[int, int]] = set()
-    for _pattern, captures in QueryCursor(get_query(lang)).matches(root):
+    # QueryCursor.matches takes a progress callback too, but passing one crashes the binding
+    # (segmentation fault, tree-sitter 0.26.1): the match is checked against the budget afterwards.
+    matches = QueryCursor(get_query(lang)).matches(root)
+    if deadline is not None and deadline.passed():
+        raise ParseTimeout(f"{path}: parsing and matching definitions took more than {deadline.budget:g} s",
+                           deadline.budget)
+    for _pattern, captures in matches:
         def_node: Node | None = None
         capture = ""
         for key, nodes in captures.items():
@@ -131,6 +142,47 @@ def extract(source: bytes, lang: str, path: str) -> list[Symbol]:
     units.sort(key=lambda u: (u.start, -u.end))
     _nest(units, lang)
     return [_to_symbol(unit, spec, source, original, root, path) for unit in units]
+
+
+class _Deadline:
+    """A time budget checked by tree-sitter's progress callbacks (returning True halts the work)."""
+
+    __slots__ = ("budget", "end", "expired")
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.end = time.monotonic() + budget
+        self.expired = False
+
+    def parse_progress(self, _offset: int, _has_error: bool) -> bool:
+        if time.monotonic() > self.end:
+            self.expired = True
+        return self.expired
+
+    def passed(self) -> bool:
+        return self.parse_progress(0, False)
+
+
+#: Bytes handed to tree-sitter per read callback when parsing under a budget.
+_READ_CHUNK = 1 << 16
+
+
+def _parse(source: bytes, lang: str, path: str, deadline: _Deadline | None) -> Tree:
+    """Parse ``source``; under a deadline through a read callback, the only form tree-sitter's Python
+    binding gives a progress callback to (a bytes source ignores it)."""
+    parser = get_parser(lang)
+    if deadline is None:
+        return parser.parse(source)
+    view = memoryview(source)
+    try:
+        tree = parser.parse(lambda offset, _point: view[offset:offset + _READ_CHUNK],
+                            progress_callback=deadline.parse_progress)
+    except ValueError:  # "Parsing failed": the callback halted the parse
+        tree = None
+    if tree is None or deadline.expired:
+        parser.reset()  # a halted parser would resume this parse on its next call
+        raise ParseTimeout(f"{path}: parsing took more than {deadline.budget:g} s", deadline.budget)
+    return tree
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -97,3 +97,18 @@ def test_unknown_languages_are_not_overlaid(indexed):
     overlay = fresh_overlay(searcher)
     assert overlay.set_buffer("notes.txt", "hello", searcher.reader) is None
     assert overlay.files() == []
+
+
+def test_a_buffer_over_the_parse_budget_is_not_overlaid(indexed):
+    from tests.test_parse_budget import pathological_js
+
+    root, searcher = indexed
+    overlay = BufferOverlay(searcher.embedder, searcher.reader.meta["doc_text_format"], parse_timeout=0.1)
+    ok = (root / "web/format.js").read_text() + "\nfunction noop() {}\n"
+    assert overlay.set_buffer("web/format.js", ok, searcher.reader) is not None
+    # The same buffer then turned pathological: its overlay goes, searches see the indexed file.
+    slow = ok + pathological_js(64_000).decode()
+    assert overlay.set_buffer("web/format.js", slow, searcher.reader) is None
+    assert overlay.files() == []
+    assert "noop" not in {h.symbol.name for h in overlay_search(searcher, overlay, "escape html", k=5,
+                                                                 paths=["web/"])}
