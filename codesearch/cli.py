@@ -169,6 +169,8 @@ def _print_human(rows: list[dict[str, Any]], root: Path, explain: bool) -> None:
         loc = click.style(f"{shown}:{row['start_line']}-{row['end_line']}", fg="magenta")
         name = click.style(row["qualified_name"], fg="green", bold=True)
         line = f"{loc}  {name}  {row['score']:.3f}"
+        if row.get("role", "implementation") != "implementation":
+            line += "  " + click.style(f"[{row['role']}]", fg="yellow")
         if explain:
             ex = row["explain"]
             sem, lex = ex["semantic_score"], ex["lexical_score"]

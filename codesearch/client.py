@@ -299,7 +299,7 @@ def hit_record(hit: Hit, explain: bool) -> dict[str, Any]:
     s = hit.symbol
     out: dict[str, Any] = {
         "path": s.path, "start_line": s.start_line, "end_line": s.end_line, "name": s.name,
-        "qualified_name": s.qualified_name, "kind": s.kind, "language": s.language,
+        "qualified_name": s.qualified_name, "kind": s.kind, "language": s.language, "role": s.role,
         "score": round(hit.score, 6), "signature": s.signature, "summary": s.summary,
     }
     if hit.unit_id is not None:

@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 # Changelog of INDEX_FORMAT_VERSION (layout/schema; a change means a new database file):
 #   1: first release.
-INDEX_FORMAT_VERSION = 1
+#   2: units.role (implementation, test, benchmark, example, generated; parsers/roles.py).
+INDEX_FORMAT_VERSION = 2
 # Changelog of INDEX_FEATURE_VERSION (what units and texts are; a change re-parses every file):
 #   1: first release.
 INDEX_FEATURE_VERSION = 1
@@ -76,7 +77,8 @@ CREATE TABLE IF NOT EXISTS units (
     name TEXT NOT NULL, qualified_name TEXT NOT NULL, signature TEXT NOT NULL, docstring TEXT NOT NULL,
     summary TEXT NOT NULL, start_line INTEGER NOT NULL, end_line INTEGER NOT NULL,
     start_byte INTEGER NOT NULL, end_byte INTEGER NOT NULL, code TEXT NOT NULL,
-    doc_start_line INTEGER NOT NULL, doc_end_line INTEGER NOT NULL, text_hash TEXT NOT NULL
+    doc_start_line INTEGER NOT NULL, doc_end_line INTEGER NOT NULL, text_hash TEXT NOT NULL,
+    role TEXT NOT NULL DEFAULT 'implementation'
 );
 CREATE INDEX IF NOT EXISTS units_path ON units(path);
 CREATE INDEX IF NOT EXISTS units_text_hash ON units(text_hash);
@@ -87,7 +89,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS units_fts USING fts5(
 """
 
 _UNIT_COLS = ("path", "language", "kind", "name", "qualified_name", "signature", "docstring", "summary",
-              "start_line", "end_line", "start_byte", "end_byte", "code", "doc_start_line", "doc_end_line")
+              "start_line", "end_line", "start_byte", "end_byte", "code", "doc_start_line", "doc_end_line", "role")
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,6 +751,7 @@ class IndexReader:
         with self.snapshot():
             files = self.conn.execute("SELECT status, COUNT(*) AS n FROM files GROUP BY status").fetchall()
             langs = self.conn.execute("SELECT language, COUNT(*) AS n FROM units GROUP BY language").fetchall()
+            roles = self.conn.execute("SELECT role, COUNT(*) AS n FROM units GROUP BY role").fetchall()
             failed = [dict(r) for r in self.conn.execute(
                 "SELECT path, status, error FROM files WHERE status != 'indexed' ORDER BY path LIMIT 50")]
             size = sum(p.stat().st_size for p in self.index_dir.iterdir() if p.is_file())
@@ -757,6 +760,7 @@ class IndexReader:
                 "units": self.count_units(),
                 "files": {r["status"]: r["n"] for r in files},
                 "languages": {r["language"]: r["n"] for r in langs},
+                "roles": {r["role"]: r["n"] for r in roles},
                 "model": self.meta.get("model_id"),
                 "model_path": self.meta.get("model_path"),
                 "doc_text_format": self.meta.get("doc_text_format"),

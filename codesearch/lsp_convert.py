@@ -78,6 +78,7 @@ def hit_json(root: RootIndex, hit: Hit, source: bytes | None, encoding: str) -> 
         "qualifiedName": s.qualified_name,
         "kind": s.kind,
         "language": s.language,
+        "role": s.role,
         "score": round(hit.score, 6),
         "path": s.path,
         "root": root.uri,

@@ -41,6 +41,8 @@ DAEMON_WAIT = 300.0
 
 _LANGS = ["python", "java", "javascript", "go", "php", "ruby"]
 _KINDS = ["function", "method", "constructor", "class"]
+#: parsers.roles.ROLES (not imported: it would load tree-sitter into the MCP server; a test keeps them equal).
+_ROLES = ["implementation", "test", "benchmark", "example", "generated"]
 
 _FILTERS: dict[str, Any] = {
     "languages": {"type": "array", "items": {"type": "string", "enum": _LANGS}, "title": "Languages",
@@ -82,13 +84,15 @@ _RESULT: dict[str, Any] = {
         "path": {"type": "string"}, "start_line": {"type": "integer"}, "end_line": {"type": "integer"},
         "name": {"type": "string"}, "qualified_name": {"type": "string"},
         "kind": {"type": "string", "enum": _KINDS}, "language": {"type": "string", "enum": _LANGS},
+        "role": {"type": "string", "enum": _ROLES,
+                 "description": "What the unit is for: implementation, test, benchmark, example or generated code."},
         "signature": {"type": "string"}, "summary": {"type": "string", "description": "First sentence(s) of its doc."},
         "score": {"type": "number", "description": "Ranking score (higher is better)."},
         "code": {"type": "string", "description": "The first code lines of the unit."},
         "code_truncated": {"type": "boolean", "description": "Whether code was cut to the line budget."},
     },
     "required": ["id", "root", "path", "start_line", "end_line", "name", "qualified_name", "kind", "language",
-                 "signature", "summary", "score"],
+                 "role", "signature", "summary", "score"],
 }
 _HITS_OUT: dict[str, Any] = {
     "type": "object",
@@ -397,7 +401,7 @@ class CodeSearchTools:
         out = []
         for r in resp["results"]:
             row = {key: r[key] for key in ("id", "path", "start_line", "end_line", "name", "qualified_name", "kind",
-                                          "language", "signature", "summary", "score") if key in r}
+                                          "language", "role", "signature", "summary", "score") if key in r}
             row["root"] = str(root.repo)
             out.append(row)
         if code_lines:

@@ -11,6 +11,7 @@ Steps for one file:
    enclosing unit gives the qualified name prefix and decides whether a function is a method.
 4. Read the docstring: the first string statement of a Python body, or the comments right above the
    definition, found by walking back over the source lines and checking each candidate against the tree.
+5. Give each unit its role (implementation, test, ...) from the path, header and name (``roles.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from parsers.docstrings import (
 )
 from parsers.errors import ParseError, ParseTimeout
 from parsers.registry import LanguageSpec, get_parser, get_query, get_spec
+from parsers.roles import file_role, unit_role
 from parsers.symbol import Symbol
 
 __all__ = ["extract"]
@@ -141,7 +143,8 @@ def extract(source: bytes, lang: str, path: str, timeout: float | None = None) -
 
     units.sort(key=lambda u: (u.start, -u.end))
     _nest(units, lang)
-    return [_to_symbol(unit, spec, source, original, root, path) for unit in units]
+    role = file_role(path, lang, original)
+    return [_to_symbol(unit, spec, source, original, root, role, path) for unit in units]
 
 
 class _Deadline:
@@ -581,7 +584,7 @@ def _comment_doc(unit: _Unit, spec: LanguageSpec, source: bytes, root: Node) -> 
 # Symbols.
 
 
-def _to_symbol(unit: _Unit, spec: LanguageSpec, source: bytes, original: bytes, root: Node,
+def _to_symbol(unit: _Unit, spec: LanguageSpec, source: bytes, original: bytes, root: Node, role: str,
                path: str) -> Symbol:
     start, end, end_row = unit.start, unit.end, unit.end_row
     if end > start and source[end - 1:end].isspace():  # never end a unit on trailing whitespace
@@ -611,4 +614,5 @@ def _to_symbol(unit: _Unit, spec: LanguageSpec, source: bytes, original: bytes, 
         code=original[start:end].decode("utf-8", "replace"),
         doc_start_line=doc_start,
         doc_end_line=doc_end,
+        role=unit_role(role, spec.name, unit.kind, unit.name),
     )

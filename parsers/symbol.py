@@ -30,6 +30,8 @@ class Symbol:
         doc_start_line: 1-based first line of the doc comment above the definition, or of the
             docstring inside it; 0 when there is no docstring.
         doc_end_line: 1-based last line of the docstring or doc comment; 0 when there is none.
+        role: What the unit is for, one of :data:`parsers.roles.ROLES` (``implementation``, ``test``,
+            ``benchmark``, ``example``, ``generated``), from its path, file header and name.
     """
 
     path: str
@@ -47,6 +49,7 @@ class Symbol:
     code: str
     doc_start_line: int = 0
     doc_end_line: int = 0
+    role: str = "implementation"
 
     @property
     def id(self) -> str:

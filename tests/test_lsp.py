@@ -178,7 +178,7 @@ def test_initialize_builds_the_index_with_progress_and_cancel_works(lsp):
     assert hits[0]["name"] == "RetryWithBackoff"
     assert hits[0]["uri"] == (lsp.root / "net/retry.go").as_uri()
     assert hits[0]["range"] == {"start": {"line": 9, "character": 0}, "end": {"line": 19, "character": 1}}
-    assert hits[0]["kind"] == "function" and hits[0]["language"] == "go"
+    assert hits[0]["kind"] == "function" and hits[0]["language"] == "go" and hits[0]["role"] == "implementation"
     assert hits[0]["snippet"].startswith("func RetryWithBackoff(attempts int")
     assert hits[0]["score"] > hits[1]["score"]
     kinds = [p["kind"] for p in lsp.progress]

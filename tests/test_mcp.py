@@ -138,7 +138,7 @@ def test_search_with_freshness_code_budget_and_filters(mcp, tools, repo):
 
     classes = structured(mcp.call("search_code", {"query": "cache", "kinds": ["class"], "code_lines": 0}),
                          tools["search_code"])["results"]
-    assert classes and all(r["kind"] == "class" and "code" not in r for r in classes)
+    assert classes and all(r["kind"] == "class" and r["role"] == "implementation" and "code" not in r for r in classes)
     inline = structured(mcp.call("search_code", {"query": "cache kind:class path:minipy/"}), tools["search_code"])
     assert [r["id"] for r in inline["results"]] == [r["id"] for r in classes]
     none = structured(mcp.call("search_code", {"query": "cache", "languages": ["go"]}), tools["search_code"])

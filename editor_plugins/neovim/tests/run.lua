@@ -170,6 +170,10 @@ it("telescope entries keep the server's order", function()
   truthy(ui.order_score(nil, "a", e1.ordinal, e1) < ui.order_score(nil, "a", e2.ordinal, e2), "rank 1 sorts first")
   eq(5, e2.lnum, "lnum")
   eq("a  [class]  class a:  a.py:5", e2.display, "display")
+  results[1].role = "test"
+  eq("b  [function, test]  Zzz.", ui.describe(results[1]), "a test is tagged")
+  results[1].role = "implementation"
+  eq("b  [function]  Zzz.", ui.describe(results[1]), "implementation is not")
   local ok, err = pcall(require, "telescope._extensions.codesearch")
   truthy(not ok and tostring(err):find("needs nvim%-telescope"), "a clear error without Telescope")
 end)

@@ -32,6 +32,8 @@ export interface SearchResult {
   qualifiedName: string;
   kind: string;
   language: string;
+  /** implementation, test, benchmark, example or generated (absent from servers before it existed). */
+  role?: string;
   score: number;
   path: string;
   root: string;

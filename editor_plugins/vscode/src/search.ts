@@ -31,11 +31,11 @@ const KIND_ICONS: Record<string, string> = {
   class: "$(symbol-class)",
 };
 
-/** Picker rows for search results, in the order given. */
+/** Picker rows for search results, in the order given; a unit that is not implementation code is tagged. */
 export function toItems(results: readonly SearchResult[]): ResultItem[] {
   return results.map((r) => ({
     label: `${KIND_ICONS[r.kind] ?? "$(symbol-misc)"} ${r.qualifiedName}`,
-    description: `${r.path}:${r.range.start.line + 1}`,
+    description: `${r.path}:${r.range.start.line + 1}` + (r.role && r.role !== "implementation" ? `  [${r.role}]` : ""),
     detail: firstLine(r.summary) || r.signature,
     alwaysShow: true,
     result: r,

@@ -54,6 +54,15 @@ test("rows keep the server's order and are all always shown", () => {
   );
 });
 
+test("units that are not implementation code carry their role as a tag", () => {
+  const items = toItems([
+    { ...result("test_zeta"), role: "test" },
+    { ...result("alpha"), role: "implementation" },
+    result("beta"),
+  ]);
+  assert.deepEqual(items.map((i) => i.description), ["test_zeta.py:1  [test]", "alpha.py:1", "beta.py:1"]);
+});
+
 test("typing searches once after the debounce; the picker never re-filters", async () => {
   const pick = new FakeQuickPick<PickItem>();
   const srv = server({ "parse dates": [result("b"), result("a")] });

@@ -30,10 +30,15 @@ function M.byte_col(fname, lnum, character, encoding)
   return (ok and col or character) + 1
 end
 
---- One line describing a result: its name and the first line of its summary (or its signature).
+--- One line describing a result: its name, kind (and role when it is not implementation code, e.g.
+--- `[function, test]`) and the first line of its summary (or its signature).
 function M.describe(result)
   local about = (result.summary ~= "" and result.summary or result.signature or ""):gsub("\n.*", "")
-  return ("%s  [%s]  %s"):format(result.qualifiedName, result.kind, about)
+  local tag = result.kind
+  if result.role and result.role ~= "implementation" then
+    tag = tag .. ", " .. result.role
+  end
+  return ("%s  [%s]  %s"):format(result.qualifiedName, tag, about)
 end
 
 --- Quickfix items for results, in the server's order.
@@ -51,7 +56,8 @@ function M.qf_items(results, encoding)
       col = M.byte_col(fname, lnum, r.range.start.character, encoding),
       end_lnum = end_lnum,
       text = M.describe(r),
-      user_data = { codesearch = { score = r.score, path = r.path, kind = r.kind, language = r.language } },
+      user_data = { codesearch = { score = r.score, path = r.path, kind = r.kind, language = r.language,
+                                   role = r.role } },
     })
   end
   return items
