@@ -192,6 +192,11 @@ def _shown(row: dict[str, Any], explain: bool) -> dict[str, Any]:
 @click.option("--lang", "langs", multiple=True, help="Only this language (repeatable); also `lang:go` in TEXT.")
 @click.option("--path", "paths", multiple=True, help="Only paths with this prefix or glob (repeatable).")
 @click.option("--kind", "kinds", multiple=True, help="Only this kind: function, method, constructor, class.")
+@click.option("--role", "roles", multiple=True,
+              help="Only this role: implementation, test, benchmark, example, generated (repeatable); "
+                   "also `role:test`.")
+@click.option("--exclude-role", "not_roles", multiple=True,
+              help="Leave out this role (repeatable), e.g. --exclude-role test; also `-role:test`.")
 @click.option("--mode", type=click.Choice(SEARCH_MODES), help="Ranking: hybrid (default), semantic or lexical.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines output.")
 @click.option("--explain", is_flag=True, help="Show each side's rank and score.")
@@ -199,9 +204,12 @@ def _shown(row: dict[str, Any], explain: bool) -> dict[str, Any]:
 @click.option("--index-dir", help="Index directory (default: REPO/.codesearch).")
 @click.option("--model", help="Encoder model directory (must be the one the index was built with).")
 def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[str, ...],
-          kinds: tuple[str, ...], mode: str | None, as_json: bool, explain: bool, repo: str | None,
-          index_dir: str | None, model: str | None) -> None:
+          kinds: tuple[str, ...], roles: tuple[str, ...], not_roles: tuple[str, ...], mode: str | None,
+          as_json: bool, explain: bool, repo: str | None, index_dir: str | None, model: str | None) -> None:
     """Search for TEXT; with no TEXT, read one query per line from stdin (JSON lines out).
+
+    Implementation code ranks before tests, benchmarks, examples and generated code unless the query
+    asks for them ("test for ...") or a role filter is given (setting `role_prior`).
 
     A running `codesearch watch` daemon for the index answers the query (warm model, same results);
     without one, the search runs in this process and starts a daemon in the background for the next
@@ -214,16 +222,18 @@ def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[
     settings = _settings(root, index_dir=index_dir, model=model)
     idir = index_dir_for(root, settings.index_dir)
     runner = QueryRunner(idir, settings, use_daemon=model is None)
+    role_filters = " ".join([*(f"role:{r}" for r in roles), *(f"-role:{r}" for r in not_roles)])
     try:
         if text is not None:
-            rows = runner.search(text, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds)
+            rows = runner.search(f"{text} {role_filters}".strip(), k=k, mode=mode, languages=langs, paths=paths,
+                                 kinds=kinds)
             if as_json:
                 for row in rows:
                     click.echo(json.dumps(_shown(row, explain)))
             else:
                 _print_human(rows, root, explain)
         else:
-            _batch(runner, k, mode, langs, paths, kinds, explain)
+            _batch(runner, k, mode, langs, paths, kinds, explain, role_filters)
     finally:
         runner.close()
     if settings.auto_daemon and model is None:
@@ -233,7 +243,7 @@ def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[
 
 
 def _batch(runner: Any, k: int | None, mode: str | None, langs: tuple[str, ...], paths: tuple[str, ...],
-           kinds: tuple[str, ...], explain: bool) -> None:
+           kinds: tuple[str, ...], explain: bool, role_filters: str = "") -> None:
     """Batch mode of ``codesearch query``: one query per stdin line, one JSON line per query."""
     if sys.stdin.isatty():
         click.echo("reading queries from stdin, one per line (Ctrl-D to end)", err=True)
@@ -242,7 +252,8 @@ def _batch(runner: Any, k: int | None, mode: str | None, langs: tuple[str, ...],
         if not q:
             continue
         try:
-            rows = runner.search(q, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds)
+            rows = runner.search(f"{q} {role_filters}".strip(), k=k, mode=mode, languages=langs, paths=paths,
+                                 kinds=kinds)
             click.echo(json.dumps({"query": q, "results": [_shown(r, explain) for r in rows]}))
         except UsageError as exc:
             click.echo(json.dumps({"query": q, "error": str(exc), "results": []}))

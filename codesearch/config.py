@@ -43,6 +43,9 @@ class Settings:
             (min-max normalised scores).
         semantic_weight: Weight of the semantic side in the fusion, in [0, 1].
         rrf_k: The constant of reciprocal-rank fusion.
+        role_prior: Score factor for units that are not implementation code (tests, benchmarks, examples,
+            generated code), so implementation ranks first; a query asking for tests ("test for ...")
+            gets it the other way round, and a ``role:`` filter turns it off. 1 means no prior.
         debounce_ms: Watch daemon: a changed path is re-indexed once no event has touched it for this long.
         debounce_max_ms: Watch daemon: a path that keeps changing is re-indexed at the latest this long
             after its first pending event.
@@ -67,6 +70,7 @@ class Settings:
     fusion: str = "weighted"
     semantic_weight: float = 0.7
     rrf_k: int = 60
+    role_prior: float = 0.55
     debounce_ms: int = 300
     debounce_max_ms: int = 2000
     auto_daemon: bool = True
@@ -82,6 +86,8 @@ class Settings:
             raise UsageError(f"unknown fusion {self.fusion!r} (choose from {', '.join(FUSIONS)})")
         if not 0.0 <= self.semantic_weight <= 1.0:
             raise UsageError("setting semantic_weight must be between 0 and 1")
+        if not 0.0 < self.role_prior <= 1.0:
+            raise UsageError("setting role_prior must be above 0 and at most 1")
         for name in ("max_length", "batch_size", "max_file_bytes", "k", "oversample", "rrf_k"):
             if getattr(self, name) < 1:
                 raise UsageError(f"setting {name} must be at least 1")

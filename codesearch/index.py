@@ -114,14 +114,22 @@ class Filters:
         languages: Allowed languages (empty: all).
         kinds: Allowed kinds (empty: all).
         paths: Path prefixes or globs; a unit matches if it matches any (empty: all).
+        roles: Allowed roles (empty: all).
+        not_roles: Excluded roles.
     """
 
     languages: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    not_roles: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.languages or self.kinds or self.paths)
+        return bool(self.languages or self.kinds or self.paths or self.roles or self.not_roles)
+
+    def role_ok(self, role: str) -> bool:
+        """Whether a unit of ``role`` passes the role filters."""
+        return (not self.roles or role in self.roles) and role not in self.not_roles
 
     def path_ok(self, path: str) -> bool:
         """Whether ``path`` passes the path filters: a glob if it has ``* ? [`` (``*`` crosses ``/``), else a prefix."""
@@ -672,6 +680,12 @@ class IndexReader:
         if filters.kinds:
             sql += f" AND kind IN ({','.join('?' * len(filters.kinds))})"
             args += list(filters.kinds)
+        if filters.roles:
+            sql += f" AND role IN ({','.join('?' * len(filters.roles))})"
+            args += list(filters.roles)
+        if filters.not_roles:
+            sql += f" AND role NOT IN ({','.join('?' * len(filters.not_roles))})"
+            args += list(filters.not_roles)
         ids = [r[0] for r in self.conn.execute(sql, args) if filters.path_ok(r[1])]
         return np.asarray(ids, dtype=np.int64)
 
@@ -720,6 +734,16 @@ class IndexReader:
             log.debug("fts query %r failed: %s", expr, exc)
             return []
         return [(int(r[0]), float(r[1])) for r in rows]
+
+    def roles(self, ids: Sequence[int]) -> dict[int, str]:
+        """Roles by unit id."""
+        out: dict[int, str] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            out.update(self.conn.execute(f"SELECT id, role FROM units WHERE id IN ({','.join('?' * len(chunk))})",
+                                         chunk).fetchall())
+        return out
 
     def symbols(self, ids: Sequence[int]) -> dict[int, Symbol]:
         """Symbols by unit id."""

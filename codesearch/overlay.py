@@ -41,7 +41,7 @@ from .indexer import text_hash
 from .lexical import query_tokens, split_words
 from .lexical import tokens as lexical_tokens
 from .query import Query
-from .search import Searcher, fuse, resolve
+from .search import Searcher, apply_role_prior, fuse, preferred_roles, resolve
 from .types import Hit, document_text
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ def _disk_hits(searcher: Searcher, q: Query, mode: str, keep: int, shadowed: Con
     """
     want = keep
     for attempt in range(3):
-        hits = searcher.search(q, k=want, mode=mode, languages=languages, paths=paths, kinds=kinds)
+        hits = searcher.search(q, k=want, mode=mode, languages=languages, paths=paths, kinds=kinds, role_prior=1.0)
         hidden = sum(1 for h in hits if h.symbol.path in shadowed)
         if not hidden or len(hits) < want or len(hits) - hidden >= keep:
             break
@@ -336,8 +336,10 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
     resolved = resolve(query, settings, k, mode, languages, paths, kinds)
     q, text, k, mode, filters = resolved.query, resolved.text, resolved.k, resolved.mode, resolved.filters
     by_path = {f.path: f for f in files}
+    factor = settings.role_prior
+    prefer = preferred_roles(q) if factor < 1.0 else None
     # The candidates per side the Searcher ranks in this mode.
-    keep = k * settings.oversample if mode == "hybrid" else k
+    keep = k * settings.oversample if mode == "hybrid" or prefer is not None else k
     shadowed_units = sum(f.disk_units for f in files)
     phrases = [tuple(lexical_tokens(p)) for p in q.phrases]
     local: list[_Entry] = []
@@ -349,6 +351,8 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
             if filters.languages and sym.language not in filters.languages:
                 continue
             if filters.kinds and sym.kind not in filters.kinds:
+                continue
+            if not filters.role_ok(sym.role):
                 continue
             if not filters.path_ok(sym.path) or not all(_has_phrase(_token_columns(sym), p) for p in phrases):
                 continue
@@ -396,6 +400,8 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
         fused = fuse([(keys[_key(e.symbol)], e.score) for e in sem], [(keys[_key(e.symbol)], e.score) for e in lex],
                      settings)
         ranked = [(symbol_of[i], s) for i, s in fused]
+    if prefer is not None:
+        ranked = apply_role_prior(ranked, lambda sym: sym.role, prefer, factor)
     sem_rank = {_key(e.symbol): (r, e.score) for r, e in enumerate(sem, 1)}
     lex_rank = {_key(e.symbol): (r, e.score) for r, e in enumerate(lex, 1)}
     hits = []

@@ -1,13 +1,15 @@
-"""The query language: ``free text lang:go path:src/http/ kind:method "exact phrase"``.
+"""The query language: ``free text lang:go path:src/http/ kind:method role:test -role:generated "exact phrase"``.
 
 This is the only module that parses query strings; everything else takes a :class:`Query`.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
+from parsers.roles import ROLES
 from parsers.symbol import KINDS
 
 from .errors import UsageError
@@ -24,7 +26,19 @@ LANGUAGE_ALIASES = {
 KIND_ALIASES = {k: k for k in KINDS} | {"func": "function", "fn": "function", "def": "function",
                                         "ctor": "constructor", "constructors": "constructor",
                                         "functions": "function", "methods": "method", "classes": "class"}
-FILTER_KEYS = ("lang", "path", "kind")
+ROLE_ALIASES = {r: r for r in ROLES} | {"impl": "implementation", "code": "implementation", "src": "implementation",
+                                        "tests": "test", "spec": "test", "specs": "test", "bench": "benchmark",
+                                        "benchmarks": "benchmark", "examples": "example", "gen": "generated"}
+FILTER_KEYS = ("lang", "path", "kind", "role", "-role")
+
+#: Free text that asks for a role: "test for ...", "tests of ...", "unit tests that ...", "spec for ...",
+#: "benchmark of ...", "example of ...", "how is X tested".
+_ASKS_FOR = (
+    ("test", re.compile(r"\b(?:tests?|specs?)\s+(?:for|of|that|which|covering|checking)\b"
+                        r"|\bunit tests?\b|\b(?:is|are)(?:\s+\S+){1,4}\s+tested\b", re.I)),
+    ("benchmark", re.compile(r"\bbenchmarks?\s+(?:for|of)\b", re.I)),
+    ("example", re.compile(r"\b(?:examples?|usage)\s+(?:for|of)\b", re.I)),
+)
 
 
 def normalize_language(name: str) -> str:
@@ -33,6 +47,19 @@ def normalize_language(name: str) -> str:
     if lang is None:
         raise UsageError(f"unknown language {name!r} (choose from {', '.join(sorted(set(LANGUAGE_ALIASES.values())))})")
     return lang
+
+
+def normalize_role(name: str) -> str:
+    """Canonical unit role for an alias, or UsageError."""
+    role = ROLE_ALIASES.get(name.lower())
+    if role is None:
+        raise UsageError(f"unknown role {name!r} (choose from {', '.join(ROLES)})")
+    return role
+
+
+def asked_roles(text: str) -> tuple[str, ...]:
+    """The roles free text asks for: ``("test",)`` for "test for parse cookie", () for most queries."""
+    return tuple(role for role, pattern in _ASKS_FOR if pattern.search(text))
 
 
 def normalize_kind(name: str) -> str:
@@ -53,6 +80,8 @@ class Query:
         paths: ``path:`` filters: prefixes, or globs when they contain ``* ? [`` (any of them).
         kinds: ``kind:`` filters (any of them).
         phrases: Quoted phrases that a result must contain (lexically), also used for ranking.
+        roles: ``role:`` filters (any of them): only units of these roles.
+        not_roles: ``-role:`` filters: no unit of these roles.
     """
 
     text: str
@@ -60,6 +89,8 @@ class Query:
     paths: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     phrases: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    not_roles: tuple[str, ...] = ()
 
     @property
     def ranking_text(self) -> str:
@@ -72,6 +103,8 @@ class Query:
         parts += [f"lang:{v}" for v in self.languages]
         parts += [f"path:{_quote(v)}" for v in self.paths]
         parts += [f"kind:{v}" for v in self.kinds]
+        parts += [f"role:{v}" for v in self.roles]
+        parts += [f"-role:{v}" for v in self.not_roles]
         return " ".join(parts)
 
 
@@ -83,19 +116,21 @@ def parse(raw: str) -> Query:
     """Parse a query string.
 
     Args:
-        raw: e.g. ``'retry with backoff lang:go path:net/ "max retries"'``.
+        raw: e.g. ``'retry with backoff lang:go path:net/ -role:test "max retries"'``.
 
     Returns:
         The Query. ``key:value`` words with an unknown key stay in the text.
 
     Raises:
-        UsageError: unknown language or kind, or an unbalanced quote.
+        UsageError: unknown language, kind or role, or an unbalanced quote.
     """
     words: list[str] = []
     phrases: list[str] = []
     langs: list[str] = []
     paths: list[str] = []
     kinds: list[str] = []
+    roles: list[str] = []
+    not_roles: list[str] = []
     try:
         pieces = _split_keep_quotes(raw)
     except ValueError as exc:
@@ -112,12 +147,17 @@ def parse(raw: str) -> Query:
                 langs.append(normalize_language(value))
             elif key == "kind":
                 kinds.append(normalize_kind(value))
+            elif key == "role":
+                roles.append(normalize_role(value))
+            elif key == "-role":
+                not_roles.append(normalize_role(value))
             else:
                 paths.append(value)
         else:
             words.append(piece)
     return Query(" ".join(words), tuple(dict.fromkeys(langs)), tuple(dict.fromkeys(paths)),
-                 tuple(dict.fromkeys(kinds)), tuple(dict.fromkeys(phrases)))
+                 tuple(dict.fromkeys(kinds)), tuple(dict.fromkeys(phrases)), tuple(dict.fromkeys(roles)),
+                 tuple(dict.fromkeys(not_roles)))
 
 
 def _split_keep_quotes(raw: str) -> list[tuple[str, bool]]:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .config import Settings, load_settings
 from .embed import Embedder, TransformerEmbedder, file_sha256, read_model_info
 from .errors import IndexStale, ModelError, UsageError
 from .index import Filters, IndexReader, find_index_dir
-from .query import Query, normalize_kind, normalize_language, parse
+from .query import Query, asked_roles, normalize_kind, normalize_language, parse
 from .types import Hit
 
 log = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
 
 
 def find_repo(start: Path, settings: Settings | None = None) -> Path | None:
@@ -76,6 +78,30 @@ def fuse(sem: Sequence[tuple[int, float]], lex: Sequence[tuple[int, float]],
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def preferred_roles(q: Query) -> frozenset[str] | None:
+    """The roles the role prior ranks at full score: implementation, or the roles the text asks for
+    ("test for ..."); None when a ``role:`` filter already chose the roles."""
+    if q.roles:
+        return None
+    asked = asked_roles(q.text)
+    return frozenset(asked) if asked else frozenset({"implementation"})
+
+
+def apply_role_prior(scored: Sequence[tuple[K, float]], role_of: Callable[[K], str], prefer: frozenset[str],
+                     factor: float) -> list[tuple[K, float]]:
+    """Scale the scores of units whose role is not in ``prefer`` by ``factor`` (in (0, 1]) and re-rank.
+
+    A negative score (cosine) is divided instead, so it too moves down. Ties keep their order.
+    """
+    out = []
+    for i, (key, score) in enumerate(scored):
+        if role_of(key) not in prefer:
+            score = score * factor if score >= 0 else score / factor
+        out.append((i, key, score))
+    out.sort(key=lambda t: (-t[2], t[0]))
+    return [(key, score) for _, key, score in out]
+
+
 @dataclass(frozen=True)
 class ResolvedQuery:
     """A query with its defaults applied: what both the Searcher and the LSP overlay rank."""
@@ -102,6 +128,8 @@ def resolve(query: str | Query, settings: Settings, k: int | None = None, mode: 
         languages=tuple(dict.fromkeys([*q.languages, *(normalize_language(x) for x in languages)])),
         kinds=tuple(dict.fromkeys([*q.kinds, *(normalize_kind(x) for x in kinds)])),
         paths=tuple(dict.fromkeys([*q.paths, *paths])),
+        roles=q.roles,
+        not_roles=q.not_roles,
     )
     text = q.ranking_text
     if not text:
@@ -166,7 +194,8 @@ class Searcher:
                                    threads=self.settings.threads or 1)
 
     def search(self, query: str | Query, k: int | None = None, mode: str | None = None,
-               languages: Sequence[str] = (), paths: Sequence[str] = (), kinds: Sequence[str] = ()) -> list[Hit]:
+               languages: Sequence[str] = (), paths: Sequence[str] = (), kinds: Sequence[str] = (),
+               role_prior: float | None = None) -> list[Hit]:
         """Rank units for a query.
 
         Args:
@@ -176,6 +205,7 @@ class Searcher:
             languages: Extra language filters (as ``lang:``).
             paths: Extra path filters (as ``path:``).
             kinds: Extra kind filters (as ``kind:``).
+            role_prior: Override of ``settings.role_prior`` (1: rank without the prior).
 
         Returns:
             Up to k hits, best first. Filters apply before ranking, so k hits come back whenever k
@@ -186,6 +216,10 @@ class Searcher:
         need_vectors = mode != "lexical"
         qvec = self.embedder.encode([text], kind="query")[0] if need_vectors else None
         depth = k * self.settings.oversample
+        factor = self.settings.role_prior if role_prior is None else role_prior
+        prefer = preferred_roles(q) if factor < 1.0 else None
+        # With a prior, every mode ranks `depth` candidates, so units it moves down make room.
+        side_k = depth if mode == "hybrid" or prefer is not None else k
         with self.reader.snapshot():
             allowed = self.reader.allowed_ids(filters)
             must = q.phrases
@@ -195,9 +229,8 @@ class Searcher:
                 import numpy as np
 
                 allowed = np.asarray([uid for uid, _ in matching], dtype=np.int64)
-            sem = self.reader.vector_search(qvec, depth if mode == "hybrid" else k, allowed) if need_vectors else []
-            lex = self.reader.lexical_search(text, depth if mode == "hybrid" else k, allowed) \
-                if mode != "semantic" else []
+            sem = self.reader.vector_search(qvec, side_k, allowed) if need_vectors else []
+            lex = self.reader.lexical_search(text, side_k, allowed) if mode != "semantic" else []
             sem_rank = {uid: (r, s) for r, (uid, s) in enumerate(sem, 1)}
             lex_rank = {uid: (r, s) for r, (uid, s) in enumerate(lex, 1)}
             if mode == "semantic":
@@ -206,6 +239,9 @@ class Searcher:
                 scored = [(uid, s) for uid, s in lex]
             else:
                 scored = fuse(sem, lex, self.settings)
+            if prefer is not None:
+                roles = self.reader.roles([uid for uid, _ in scored])
+                scored = apply_role_prior(scored, lambda uid: roles.get(uid, "implementation"), prefer, factor)
             scored = scored[:k]
             symbols = self.reader.symbols([uid for uid, _ in scored])
         hits = []

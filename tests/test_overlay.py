@@ -112,3 +112,27 @@ def test_a_buffer_over_the_parse_budget_is_not_overlaid(indexed):
     assert overlay.files() == []
     assert "noop" not in {h.symbol.name for h in overlay_search(searcher, overlay, "escape html", k=5,
                                                                  paths=["web/"])}
+
+
+def test_buffers_have_roles_for_the_prior_and_the_filters(indexed):
+    _, searcher = indexed
+    overlay = fresh_overlay(searcher)
+    test = '''from shop.cart import Cart
+
+
+def test_add_item_adds_a_quantity_of_one_product_to_the_cart():
+    cart = Cart()
+    cart.add_item("sku-1", 250, quantity=2)
+    assert cart.items == {"sku-1": (250, 2)}
+'''
+    overlay.set_buffer("tests/test_cart.py", test, searcher.reader)
+    assert overlay.files()[0].symbols[0].role == "test"
+    for mode in ("hybrid", "semantic", "lexical"):
+        top = overlay_search(searcher, overlay, "add a quantity of one product to the cart", k=3, mode=mode)
+        assert top[0].symbol.qualified_name == "Cart.add_item", mode
+        asks = overlay_search(searcher, overlay, "test for adding a product to the cart", k=3, mode=mode)
+        assert asks[0].symbol.path == "tests/test_cart.py", mode
+        only = overlay_search(searcher, overlay, "add a product to the cart role:test", k=5, mode=mode)
+        assert [h.symbol.path for h in only] == ["tests/test_cart.py"], mode
+        none = overlay_search(searcher, overlay, "add a product to the cart -role:test", k=20, mode=mode)
+        assert none and all(h.symbol.role != "test" for h in none), mode

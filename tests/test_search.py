@@ -124,3 +124,37 @@ def test_empty_query_is_usage_error(corpus):
     searcher, *_ = corpus
     with pytest.raises(UsageError):
         searcher.search("lang:go")
+
+
+def test_role_prior_function():
+    from codesearch.query import parse
+    from codesearch.search import apply_role_prior, preferred_roles
+
+    roles = {1: "test", 2: "implementation", 3: "generated", 4: "implementation"}
+    scored = [(1, 0.9), (2, 0.8), (3, 0.85), (4, -0.1)]
+    impl = frozenset({"implementation"})
+    assert apply_role_prior(scored, roles.__getitem__, impl, 1.0) == sorted(scored, key=lambda t: -t[1])
+    out = apply_role_prior(scored, roles.__getitem__, impl, 0.5)
+    assert [u for u, _ in out] == [2, 1, 3, 4] and dict(out)[1] == pytest.approx(0.45)
+    neg = apply_role_prior([(1, -0.2), (2, -0.3)], roles.__getitem__, impl, 0.5)
+    assert neg == [(2, -0.3), (1, -0.4)]  # a negative score moves down too
+    assert preferred_roles(parse("parse cookie")) == impl
+    assert preferred_roles(parse("test for parse cookie")) == {"test"}
+    assert preferred_roles(parse("parse cookie -role:test")) == impl
+    assert preferred_roles(parse("parse cookie role:test")) is None
+
+
+def test_role_filters_apply_before_ranking(make_repo, hash_embedder):
+    root = make_repo({
+        "pkg/slug.py": unit_source("python", "slug_title", "slug title"),
+        "pkg/test_slug.py": unit_source("python", "test_slug_title", "slug title"),
+        "tests/helpers.py": unit_source("python", "slug_helper", "slug title"),
+    })
+    index_repository(root, Settings(), embedder=hash_embedder)
+    s = Searcher.open(root, Settings(), embedder=hash_embedder)
+    for mode in ("hybrid", "semantic", "lexical"):
+        names = [h.symbol.name for h in s.search("slug title role:test", k=5, mode=mode)]
+        assert sorted(names) == ["slug_helper", "test_slug_title"], mode
+        assert [h.symbol.name for h in s.search("slug title -role:test", k=5, mode=mode)] == ["slug_title"]
+        assert [h.symbol.role for h in s.search("slug title", k=5, mode=mode)][0] == "implementation"
+    s.close()
