@@ -27,6 +27,16 @@ For each language:
 
 Prints one markdown table per mode and writes ``bench/out/quality.json`` (override with ``--out``); the
 ranked results per query go to ``bench/out/quality/<lang>/results-<mode>.jsonl``.
+
+**With tests** (``--with-tests``): the same queries (implementation targets only) against a second copy,
+``bench/out/quality/<lang>/repo-tests/``, that also holds the tests shipped with the selected code,
+docstrings blanked as everywhere. Only sources that ship tests have this variant (see
+:data:`TEST_LANGS`): Python (the standard library's ``test/test_<module>.py`` and ``test/test_<module>/``
+for each selected top-level module, placed at ``stdlib/test/...``) and Go (golang-src's ``*_test.go``
+files of each selected package directory, placed beside the code). The test files are taken in a seeded
+order up to as many units as the implementation copy holds (about half of the repository, as in a
+typical checkout). That index starts from a copy of the tests-out index, so only the test units are
+embedded. Results go to ``results-tests-<mode>.jsonl`` and the report's ``with_tests`` entries.
 """
 
 from __future__ import annotations
@@ -57,7 +67,7 @@ from benchlib import (  # noqa: E402
     run_measured,
     write_json,
 )
-from corpora import CORPORA, load_manifest  # noqa: E402
+from corpora import CORPORA, PY_STDLIB, load_manifest  # noqa: E402
 from docstrip import (  # noqa: E402
     blank_comment_docs,
     blank_python_docstrings,
@@ -88,6 +98,11 @@ DIR_SHARE = 0.5
 QUERY_KINDS = ("function", "method")
 #: Bump when selection, blanking or query picking changes: prepared copies of another version are redone.
 PREP_VERSION = 1
+#: Bump when the with-tests copy changes.
+TESTS_PREP_VERSION = 1
+#: Languages whose benchmark sources ship tests (Debian's Java, PHP and Ruby library packages and the npm
+#: packages of the JavaScript corpus ship none).
+TEST_LANGS = ("python", "go")
 #: Standard / extension methods CodeSearchNet removes (besides Python dunders and PHP magic methods).
 STANDARD_METHODS = frozenset({
     "toString", "hashCode", "equals", "clone", "finalize", "compareTo", "__construct", "initialize",
@@ -132,11 +147,11 @@ def query_text(summary: str, name: str = "") -> str | None:
 def plain_query(text: str) -> str:
     """Make ``text`` plain free text for ``codesearch query``.
 
-    The query language reads ``"..."`` as a required phrase and ``lang:``/``path:``/``kind:`` words as
-    filters; a benchmark query must be neither, so double quotes go and such words get a space.
+    The query language reads ``"..."`` as a required phrase and ``lang:``/``path:``/``kind:``/``role:``
+    words as filters; a benchmark query must be neither, so double quotes go and such words get a space.
     """
     text = text.replace('"', " ")
-    text = re.sub(r"\b(lang|path|kind):(?=\S)", r"\1: ", text)
+    text = re.sub(r"\b(lang|path|kind|role):(?=\S)", r"\1: ", text)
     return " ".join(text.split())
 
 
@@ -426,6 +441,104 @@ def _tree_hash(repo: Path) -> str:
     return h.hexdigest()[:16]
 
 
+# ------------------------------------------------------------------------------------------------ with tests
+
+def shipped_tests(lang: str, rec: dict[str, Any]) -> list[tuple[str, Path]]:
+    """The test files that ship with a preparation's selected code: (path in the copy, origin), sorted."""
+    entries = {e.source: e for e in load_manifest().values() if e.language == lang}
+    out: dict[str, Path] = {}
+    if lang == "go":
+        for d in sorted({f.rsplit("/", 1)[0] for f in rec["files"]}):
+            source, _, pkg = d.partition("/")
+            origin = Path(entries[source].origin) / pkg
+            for p in sorted(origin.glob("*_test.go")):
+                if p.is_file() and not p.is_symlink():
+                    out[f"{d}/{p.name}"] = p
+    elif lang == "python":
+        tests = PY_STDLIB / "test"
+        for top in sorted({f.split("/")[1].removesuffix(".py") for f in rec["files"]}):
+            one = tests / f"test_{top}.py"
+            if one.is_file():
+                out[f"stdlib/test/{one.name}"] = one
+            pkg = tests / f"test_{top}"
+            if pkg.is_dir():
+                for p in sorted(pkg.rglob("*.py")):
+                    out[f"stdlib/test/{p.relative_to(tests).as_posix()}"] = p
+    else:
+        raise ValueError(f"no shipped tests for {lang}")
+    return sorted(out.items())
+
+
+def prepare_with_tests(lang: str, rec: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Copy the prepared repo plus its shipped tests (blanked, capped at the repo's unit count) to ``repo-tests``.
+
+    Returns:
+        The record (also written to ``bench/out/quality/<lang>/with-tests.json``).
+    """
+    work = QUALITY_OUT / lang
+    repo, dest = work / "repo", work / "repo-tests"
+    path = work / "with-tests.json"
+    params = {"selection": rec["tree_hash"], "seed": seed, "version": TESTS_PREP_VERSION,
+              "parsers": _parsers_hash()}
+    if path.exists() and dest.is_dir():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = {}
+        if old.get("params") == params and _tree_hash(dest) == old.get("tree_hash"):
+            log(f"{lang}: reusing the with-tests copy ({old['test_units']} test units)")
+            return old
+    keep = set(rec["files"])
+    for rel in rec["files"]:
+        _write_if_changed(dest / rel, (repo / rel).read_bytes())
+    candidates = shipped_tests(lang, rec)
+    random.Random(f"{seed}:{lang}:tests").shuffle(candidates)
+    budget = rec["units"]
+    taken: list[str] = []
+    roles: Counter[str] = Counter()
+    units = 0
+    for rel, origin in candidates:
+        data = origin.read_bytes()
+        try:
+            data.decode("utf-8")
+            syms = list(extract(data, lang, rel))
+            if lang == "python":
+                compile(data, rel, "exec", flags=0x400, dont_inherit=True)
+                new, _ = blank_python_docstrings(data)
+            else:
+                new, _ = blank_comment_docs(data, syms)
+        except Exception:  # an undecodable or unparsable test file (some are there on purpose)
+            continue
+        if not syms or line_count(new) != line_count(data) or units + len(syms) > budget:
+            continue
+        _write_if_changed(dest / rel, new)
+        keep.add(rel)
+        taken.append(rel)
+        units += len(syms)
+        roles.update(s.role for s in syms)
+    _remove_others(dest, keep)
+    record = {"params": params, "language": lang, "shipped_test_files": len(candidates),
+              "test_files": sorted(taken), "test_units": units, "test_unit_roles": dict(roles),
+              "units": rec["units"] + units, "tree_hash": _tree_hash(dest)}
+    write_json(path, record)
+    log(f"{lang}: with tests: {len(taken)} of {len(candidates)} shipped test files, {units} units "
+        f"({dict(roles)}) beside {rec['units']}")
+    return record
+
+
+def seed_index(src: Path, dest: Path) -> None:
+    """Start ``dest`` as a copy of the index in ``src`` (SQLite backup), so cached vectors are reused."""
+    import sqlite3
+
+    from codesearch.index import DB_NAME
+
+    if (dest / DB_NAME).exists() or not (src / DB_NAME).exists():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(src / DB_NAME) as a, sqlite3.connect(dest / DB_NAME) as b:
+        a.backup(b)
+
+
 # ------------------------------------------------------------------------------------------ index + query
 
 def index_model(index_dir: Path) -> dict[str, str]:
@@ -531,11 +644,36 @@ def quality_table(results: dict[str, Any], mode: str) -> list[str]:
     return lines
 
 
+def tests_table(results: dict[str, Any], modes: list[str]) -> list[str]:
+    """MRR@10 with the shipped tests out of and in the indexed copy, per language and mode."""
+    head = "| language | units (tests out / in) | queries | " + " | ".join(
+        f"{m} out | {m} in | {m} in - out" for m in modes) + " |"
+    lines = [head, "|---|---:|---:|" + "---:|---:|---:|" * len(modes)]
+    rows = [(lang, r) for lang, r in results.items() if r.get("with_tests", {}).get("modes")]
+    for lang, r in rows:
+        cells = []
+        for m in modes:
+            out, inn = r["modes"][m]["mrr@10"], r["with_tests"]["modes"][m]["mrr@10"]
+            cells.append(f"{out:.3f} | {inn:.3f} | {inn - out:+.3f}")
+        lines.append(f"| {lang} | {r.get('units_indexed', '?')} / {r['with_tests'].get('units_indexed', '?')} "
+                     f"| {r['modes'][modes[0]]['queries']} | " + " | ".join(cells) + " |")
+    if len(rows) > 1:
+        cells = []
+        for m in modes:
+            out = sum(r["modes"][m]["mrr@10"] for _, r in rows) / len(rows)
+            inn = sum(r["with_tests"]["modes"][m]["mrr@10"] for _, r in rows) / len(rows)
+            cells.append(f"**{out:.3f}** | **{inn:.3f}** | **{inn - out:+.3f}**")
+        lines.append("| **macro average** | | | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown_tables(results: dict[str, Any], modes: list[str]) -> str:
     """One markdown table per mode (what bench/report.py writes into docs/benchmarks.md)."""
     out: list[str] = []
     for mode in modes:
         out += [f"**{mode}**", "", *quality_table(results, mode), ""]
+    if any(r.get("with_tests") for r in results.values()):
+        out += ["**with tests** (MRR@10)", "", *tests_table(results, modes), ""]
     return "\n".join(out)
 
 
@@ -552,10 +690,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse-index", action="store_true",
                     help="keep an existing index of the copy (incremental update) instead of rebuilding")
     ap.add_argument("--prepare-only", action="store_true", help="select, copy, blank and pick queries only")
+    ap.add_argument("--with-tests", action="store_true",
+                    help=f"also run the queries on a copy holding the shipped tests ({', '.join(TEST_LANGS)})")
+    ap.add_argument("--role-prior", type=float, help="sets CODESEARCH_ROLE_PRIOR for the queries")
     ap.add_argument("--out", type=Path, default=OUT / "quality.json")
     args = ap.parse_args(argv)
 
-    env: dict[str, str] = {}
+    # No background daemons: each query batch runs in its own process with this run's settings.
+    env: dict[str, str] = {"CODESEARCH_AUTO_DAEMON": "0"}
+    if args.role_prior is not None:
+        env["CODESEARCH_ROLE_PRIOR"] = str(args.role_prior)
     if args.doc_text_format:
         env["CODESEARCH_DOC_TEXT_FORMAT"] = args.doc_text_format
     modes: list[str | None]
@@ -607,6 +751,35 @@ def main(argv: list[str] | None = None) -> int:
                                          "results": line.get("results", [])}) + "\n")
             log(f"{lang} [{name}]: MRR@10 {metrics['mrr@10']:.3f}  R@1 {metrics['recall@1']:.3f}  "
                 f"R@10 {metrics['recall@10']:.3f}  ({len(rec['queries'])} queries, {secs:.1f} s)")
+        if args.with_tests and lang in TEST_LANGS:
+            trec = prepare_with_tests(lang, rec, args.seed)
+            trepo = QUALITY_OUT / lang / "repo-tests"
+            tdir = index_dir.with_name(index_dir.name + "-tests")
+            seed_index(index_dir, tdir)
+            log(f"{lang}: indexing the copy with tests ({trec['units']} units) -> {tdir}")
+            tsummary = build_index(trepo, tdir, args.model, env, True)
+            tres: dict[str, Any] = {"test_files": len(trec["test_files"]), "test_units": trec["test_units"],
+                                    "test_unit_roles": trec["test_unit_roles"], "index": tsummary,
+                                    "units_indexed": tsummary.get("units", trec["units"]), "modes": {}}
+            res["with_tests"] = tres
+            for mode in modes:
+                name = mode or "default"
+                ranked, lines, secs = run_queries(trepo, tdir, rec["queries"], mode, env, args.model)
+                metrics = score(ranked, rec["queries"])
+                metrics["queries"] = len(rec["queries"])
+                metrics["query_seconds"] = round(secs, 2)
+                metrics["test_hits_at_1"] = sum(1 for line in lines if line.get("results")
+                                                and line["results"][0].get("role", "implementation")
+                                                != "implementation")
+                tres["modes"][name] = metrics
+                per_q = per_query_metrics(ranked, {q["qid"]: {q["target"]} for q in rec["queries"]}, k=10)
+                with (QUALITY_OUT / lang / f"results-tests-{name}.jsonl").open("w") as fh:
+                    for q, line in zip(rec["queries"], lines, strict=True):
+                        fh.write(json.dumps({**q, "rank": int(per_q[q["qid"]]["rank"]),
+                                             "results": line.get("results", [])}) + "\n")
+                log(f"{lang} with tests [{name}]: MRR@10 {metrics['mrr@10']:.3f} "
+                    f"(tests out {res['modes'][name]['mrr@10']:.3f}); a test first for "
+                    f"{metrics['test_hits_at_1']} queries")
 
     mode_names = [m or "default" for m in modes]
     report = {
@@ -615,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": host,
         "params": {"langs": args.langs, "max_units": args.max_units, "max_queries": args.max_queries,
                    "seed": args.seed, "model": args.model, "doc_text_format": args.doc_text_format,
-                   "modes": mode_names},
+                   "modes": mode_names, "with_tests": args.with_tests, "role_prior": args.role_prior},
         "seconds": round(time.perf_counter() - t_start, 1),
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "results": results,
@@ -625,6 +798,12 @@ def main(argv: list[str] | None = None) -> int:
             rows = [r["modes"][name] for r in results.values() if name in r["modes"]]
             if rows:
                 report.setdefault("macro", {})[name] = {
+                    key: sum(r[key] for r in rows) / len(rows)
+                    for key in ("mrr@10", "recall@1", "recall@5", "recall@10", "ndcg@10")}
+            rows = [r["with_tests"]["modes"][name] for r in results.values()
+                    if name in r.get("with_tests", {}).get("modes", {})]
+            if rows:
+                report.setdefault("macro_with_tests", {})[name] = {
                     key: sum(r[key] for r in rows) / len(rows)
                     for key in ("mrr@10", "recall@1", "recall@5", "recall@10", "ndcg@10")}
         write_json(args.out, report)
