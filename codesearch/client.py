@@ -304,6 +304,8 @@ def hit_record(hit: Hit, explain: bool) -> dict[str, Any]:
     }
     if hit.unit_id is not None:
         out["id"] = hit.unit_id
+    if hit.repo is not None:
+        out["repo"] = hit.repo
     if explain:
         out["explain"] = {"semantic_rank": hit.semantic_rank, "semantic_score": hit.semantic_score,
                           "lexical_rank": hit.lexical_rank, "lexical_score": hit.lexical_score}

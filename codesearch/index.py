@@ -116,6 +116,7 @@ class Filters:
         paths: Path prefixes or globs; a unit matches if it matches any (empty: all).
         roles: Allowed roles (empty: all).
         not_roles: Excluded roles.
+        repos: Allowed repositories (empty: all); applied by the store (``store.py``).
     """
 
     languages: tuple[str, ...] = ()
@@ -123,9 +124,10 @@ class Filters:
     paths: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     not_roles: tuple[str, ...] = ()
+    repos: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.languages or self.kinds or self.paths or self.roles or self.not_roles)
+        return bool(self.languages or self.kinds or self.paths or self.roles or self.not_roles or self.repos)
 
     def role_ok(self, role: str) -> bool:
         """Whether a unit of ``role`` passes the role filters."""

@@ -29,7 +29,7 @@ KIND_ALIASES = {k: k for k in KINDS} | {"func": "function", "fn": "function", "d
 ROLE_ALIASES = {r: r for r in ROLES} | {"impl": "implementation", "code": "implementation", "src": "implementation",
                                         "tests": "test", "spec": "test", "specs": "test", "bench": "benchmark",
                                         "benchmarks": "benchmark", "examples": "example", "gen": "generated"}
-FILTER_KEYS = ("lang", "path", "kind", "role", "-role")
+FILTER_KEYS = ("lang", "path", "kind", "role", "-role", "repo")
 
 #: Free text that asks for a role: "test for ...", "tests of ...", "unit tests that ...", "spec for ...",
 #: "benchmark of ...", "example of ...", "how is X tested".
@@ -82,6 +82,7 @@ class Query:
         phrases: Quoted phrases that a result must contain (lexically), also used for ranking.
         roles: ``role:`` filters (any of them): only units of these roles.
         not_roles: ``-role:`` filters: no unit of these roles.
+        repos: ``repo:`` filters (any of them): repository names in a multi-repository backend.
     """
 
     text: str
@@ -91,6 +92,7 @@ class Query:
     phrases: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     not_roles: tuple[str, ...] = ()
+    repos: tuple[str, ...] = ()
 
     @property
     def ranking_text(self) -> str:
@@ -105,6 +107,7 @@ class Query:
         parts += [f"kind:{v}" for v in self.kinds]
         parts += [f"role:{v}" for v in self.roles]
         parts += [f"-role:{v}" for v in self.not_roles]
+        parts += [f"repo:{_quote(v)}" for v in self.repos]
         return " ".join(parts)
 
 
@@ -131,6 +134,7 @@ def parse(raw: str) -> Query:
     kinds: list[str] = []
     roles: list[str] = []
     not_roles: list[str] = []
+    repos: list[str] = []
     try:
         pieces = _split_keep_quotes(raw)
     except ValueError as exc:
@@ -151,13 +155,15 @@ def parse(raw: str) -> Query:
                 roles.append(normalize_role(value))
             elif key == "-role":
                 not_roles.append(normalize_role(value))
+            elif key == "repo":
+                repos.append(value)
             else:
                 paths.append(value)
         else:
             words.append(piece)
     return Query(" ".join(words), tuple(dict.fromkeys(langs)), tuple(dict.fromkeys(paths)),
                  tuple(dict.fromkeys(kinds)), tuple(dict.fromkeys(phrases)), tuple(dict.fromkeys(roles)),
-                 tuple(dict.fromkeys(not_roles)))
+                 tuple(dict.fromkeys(not_roles)), tuple(dict.fromkeys(repos)))
 
 
 def _split_keep_quotes(raw: str) -> list[tuple[str, bool]]:

@@ -14,6 +14,7 @@ from .embed import Embedder, TransformerEmbedder, file_sha256, read_model_info
 from .errors import IndexStale, ModelError, UsageError
 from .index import Filters, IndexReader, find_index_dir
 from .query import Query, asked_roles, normalize_kind, normalize_language, parse
+from .store import VectorStore, as_store
 from .types import Hit
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ class ResolvedQuery:
 
 
 def resolve(query: str | Query, settings: Settings, k: int | None = None, mode: str | None = None,
-            languages: Sequence[str] = (), paths: Sequence[str] = (), kinds: Sequence[str] = ()) -> ResolvedQuery:
+            languages: Sequence[str] = (), paths: Sequence[str] = (), kinds: Sequence[str] = (),
+            repos: Sequence[str] = ()) -> ResolvedQuery:
     """Parse ``query`` and merge the explicit filters and defaults (see :meth:`Searcher.search`).
 
     Raises:
@@ -130,6 +132,7 @@ def resolve(query: str | Query, settings: Settings, k: int | None = None, mode: 
         paths=tuple(dict.fromkeys([*q.paths, *paths])),
         roles=q.roles,
         not_roles=q.not_roles,
+        repos=tuple(dict.fromkeys([*q.repos, *repos])),
     )
     text = q.ranking_text
     if not text:
@@ -141,18 +144,19 @@ class Searcher:
     """Answers queries against one index; safe to reuse across queries (the daemon keeps one warm).
 
     Args:
-        reader: The open index.
+        reader: The open index: a VectorStore (store.py), or an IndexReader (wrapped in a LocalStore).
         settings: Settings (k, mode, oversample, fusion constants, model override).
         embedder: Query encoder; None loads the index's model on first semantic query.
     """
 
-    def __init__(self, reader: IndexReader, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, reader: IndexReader | VectorStore, settings: Settings, embedder: Embedder | None = None) -> None:
         self.reader = reader
+        self.store = as_store(reader)
         self.settings = settings
         self._embedder = embedder
         self._lock = threading.Lock()
-        if embedder is not None and embedder.info.key != reader.meta.get("model_key"):
-            raise IndexStale(f"index was built with model {reader.meta.get('model_key')}, "
+        if embedder is not None and embedder.info.key != self.store.meta.get("model_key"):
+            raise IndexStale(f"index was built with model {self.store.meta.get('model_key')}, "
                              f"but the query encoder is {embedder.info.key}; run `codesearch index` to rebuild")
 
     @classmethod
@@ -171,7 +175,7 @@ class Searcher:
             return self._embedder
 
     def _load_embedder(self) -> Embedder:
-        meta = self.reader.meta
+        meta = self.store.meta
         wanted = self.settings.model
         path = wanted or meta.get("model_path")
         try:
@@ -195,7 +199,7 @@ class Searcher:
 
     def search(self, query: str | Query, k: int | None = None, mode: str | None = None,
                languages: Sequence[str] = (), paths: Sequence[str] = (), kinds: Sequence[str] = (),
-               role_prior: float | None = None) -> list[Hit]:
+               role_prior: float | None = None, repos: Sequence[str] = ()) -> list[Hit]:
         """Rank units for a query.
 
         Args:
@@ -206,12 +210,14 @@ class Searcher:
             paths: Extra path filters (as ``path:``).
             kinds: Extra kind filters (as ``kind:``).
             role_prior: Override of ``settings.role_prior`` (1: rank without the prior).
+            repos: Extra repository filters (as ``repo:``).
 
         Returns:
             Up to k hits, best first. Filters apply before ranking, so k hits come back whenever k
             units pass the filters (and, for lexical-only ranking, match the query).
         """
-        r = resolve(query, self.settings, k, mode, languages, paths, kinds)
+        r = resolve(query, self.settings, k, mode, languages, paths, kinds, repos)
+        store = self.store
         q, text, k, mode, filters = r.query, r.text, r.k, r.mode, r.filters
         need_vectors = mode != "lexical"
         qvec = self.embedder.encode([text], kind="query")[0] if need_vectors else None
@@ -220,17 +226,17 @@ class Searcher:
         prefer = preferred_roles(q) if factor < 1.0 else None
         # With a prior, every mode ranks `depth` candidates, so units it moves down make room.
         side_k = depth if mode == "hybrid" or prefer is not None else k
-        with self.reader.snapshot():
-            allowed = self.reader.allowed_ids(filters)
+        with store.snapshot():
+            allowed = store.allowed_ids(filters)
             must = q.phrases
             if must:
                 # Quoted phrases are a lexical must-match: restrict every side to units containing them.
-                matching = self.reader.lexical_search(" ".join(must), 1 << 30, allowed, must=must)
+                matching = store.lexical_search(" ".join(must), 1 << 30, allowed, must=must)
                 import numpy as np
 
                 allowed = np.asarray([uid for uid, _ in matching], dtype=np.int64)
-            sem = self.reader.vector_search(qvec, side_k, allowed) if need_vectors else []
-            lex = self.reader.lexical_search(text, side_k, allowed) if mode != "semantic" else []
+            sem = store.vector_search(qvec, side_k, allowed) if need_vectors else []
+            lex = store.lexical_search(text, side_k, allowed) if mode != "semantic" else []
             sem_rank = {uid: (r, s) for r, (uid, s) in enumerate(sem, 1)}
             lex_rank = {uid: (r, s) for r, (uid, s) in enumerate(lex, 1)}
             if mode == "semantic":
@@ -240,19 +246,20 @@ class Searcher:
             else:
                 scored = fuse(sem, lex, self.settings)
             if prefer is not None:
-                roles = self.reader.roles([uid for uid, _ in scored])
+                roles = store.roles([uid for uid, _ in scored])
                 scored = apply_role_prior(scored, lambda uid: roles.get(uid, "implementation"), prefer, factor)
             scored = scored[:k]
-            symbols = self.reader.symbols([uid for uid, _ in scored])
+            symbols = store.symbols([uid for uid, _ in scored])
+            repo_of = store.repos([uid for uid, _ in scored])
         hits = []
         for uid, score in scored:
             if uid not in symbols:
                 continue
             sr, ss = sem_rank.get(uid, (None, None))
             lr, ls = lex_rank.get(uid, (None, None))
-            hits.append(Hit(symbols[uid], float(score), sr, ss, lr, ls, unit_id=uid))
+            hits.append(Hit(symbols[uid], float(score), sr, ss, lr, ls, unit_id=uid, repo=repo_of.get(uid)))
         return hits
 
     def close(self) -> None:
         """Close the index."""
-        self.reader.close()
+        self.store.close()

@@ -24,6 +24,7 @@ class Hit:
         lexical_score: BM25 score (higher is better), when known.
         unit_id: The unit's id in the index generation it was found in (None for an unsaved buffer's
             unit); ids are never reused, so an id names this version of the unit.
+        repo: The repository the unit belongs to, in a multi-repository backend (None for the local index).
     """
 
     symbol: Symbol
@@ -33,6 +34,7 @@ class Hit:
     lexical_rank: int | None = None
     lexical_score: float | None = None
     unit_id: int | None = None
+    repo: str | None = None
 
 
 def document_text(symbol: Symbol, fmt: str) -> str:
