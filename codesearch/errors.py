@@ -33,3 +33,7 @@ class IndexLocked(CodesearchError):
 
 class ModelError(CodesearchError):
     """The encoder model directory is missing or unusable."""
+
+
+class BackendUnavailable(CodesearchError):
+    """A search backend (``--backend URI``) cannot be opened, reached or used."""

@@ -1,0 +1,483 @@
+"""Milvus as a :class:`~codesearch.store.VectorStore` for many repositories (``--backend URI``).
+
+A URI is a Milvus Lite file (``org.db``: an embedded Milvus in one local file, one process at a
+time) or a server (``http://host:port``). Two collections:
+
+``codesearch_units``
+    One row per unit of each repository: the unit record (repo, path, lines, bytes, name,
+    qualified name, kind, language, signature, docstring, summary, code), its ``text_hash``, the
+    vector (FLAT, inner product = cosine on unit vectors), and ``lexical``: the same code-aware
+    tokens as the local FTS5 table (name tokens x3, doc x2, code x1, standing in for FTS5's column
+    weights) analysed by Milvus' BM25 function into the sparse field ``sparse``. Row ids are a
+    63-bit hash of the whole row, so an unchanged unit keeps its row and any change makes a new one.
+``codesearch_texts``
+    The vector cache: one row per ``text_hash`` (the local index's key: model, text format, max
+    length, text). Forks, branches and unchanged units find their vector here and are not
+    embedded again.
+
+The index identity (model key, text format, max length, feature version) is a property of the
+units collection; a job or query with another model is refused with one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parsers.symbol import Symbol
+
+from .errors import BackendUnavailable, IndexMissing, IndexStale
+from .index import Filters
+from .lexical import query_tokens
+from .lexical import tokens as lexical_tokens
+
+log = logging.getLogger(__name__)
+
+UNITS = "codesearch_units"
+TEXTS = "codesearch_texts"
+META_PROPERTY = "codesearch.meta"
+#: Changelog of the collection schema: 1: first release.
+BACKEND_FORMAT_VERSION = 1
+#: Milvus' VARCHAR limit (bytes); longer values are clipped (code of a unit over 64 KB).
+_VARCHAR_MAX = 65535
+#: Milvus' largest top-k / query window.
+_MAX_LIMIT = 16384
+_CHUNK = 500
+_SYMBOL_FIELDS = ("path", "language", "kind", "name", "qualified_name", "signature", "docstring", "summary",
+                  "start_line", "end_line", "start_byte", "end_byte", "code", "doc_start_line", "doc_end_line")
+_INT_FIELDS = ("start_line", "end_line", "start_byte", "end_byte", "doc_start_line", "doc_end_line")
+_STR_LIMITS = {"repo": 1024, "path": 4096, "language": 32, "kind": 32, "name": 2048, "qualified_name": 4096,
+               "signature": _VARCHAR_MAX, "docstring": _VARCHAR_MAX, "summary": _VARCHAR_MAX, "code": _VARCHAR_MAX,
+               "text_hash": 64, "lexical": _VARCHAR_MAX}
+_ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer", "language": "english"}]}
+#: Meta keys that must agree between the backend and a job writing to it.
+IDENTITY_KEYS = ("model_key", "doc_text_format", "max_length", "feature_version", "backend_format")
+
+
+def is_server_uri(uri: str) -> bool:
+    """Whether ``uri`` names a Milvus server rather than a Milvus Lite file."""
+    return uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
+
+
+def lexical_text(symbol: Symbol) -> str:
+    """The string Milvus' BM25 analyses for a unit: code-aware tokens, name x3, doc x2, code x1."""
+    name = " ".join(lexical_tokens(symbol.qualified_name))
+    doc = " ".join(lexical_tokens(symbol.docstring))
+    code = " ".join(lexical_tokens(symbol.code))
+    return clip(" ".join(p for p in (name, name, name, doc, doc, code) if p), _VARCHAR_MAX)
+
+
+def unit_row_id(repo: str, symbol: Symbol, text_hash: str) -> int:
+    """A 63-bit id over the whole row: unchanged units keep it, any change gives a new one."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in (repo, text_hash, *(str(getattr(symbol, f)) for f in _SYMBOL_FIELDS)):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return int.from_bytes(h.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _quote(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _path_expr(pattern: str) -> str | None:
+    """A Milvus expression equal to Filters.path_ok for one pattern, or None if it has none (``[``)."""
+    pat = pattern.removeprefix("./")
+    if "[" in pat:
+        return None
+    if not any(c in pat for c in "*?"):
+        return f"path like {_quote(_like_escape(pat) + '%')}"
+    like = "".join("%" if c == "*" else "_" if c == "?" else _like_escape(c) for c in pat)
+    return f"path like {_quote(like)}"
+
+
+def _in(field: str, values: Iterable[Any]) -> str:
+    return f"{field} in [{', '.join(_quote(v) if isinstance(v, str) else str(int(v)) for v in values)}]"
+
+
+@dataclass(frozen=True)
+class _Expr:
+    """What MilvusStore.allowed_ids returns: a filter expression evaluated inside Milvus."""
+
+    expr: str
+
+
+@contextlib.contextmanager
+def _milvus_errors(uri: str) -> Iterator[None]:
+    """Turn pymilvus' exceptions into one-line BackendUnavailable errors."""
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except MilvusException as exc:
+        msg = getattr(exc, "message", "") or str(exc)
+        raise BackendUnavailable(f"backend {uri}: {msg}") from None
+
+
+class MilvusStore:
+    """A connection to one Milvus backend: the Searcher's VectorStore and the batch job's writer.
+
+    Args:
+        uri: ``PATH.db`` (Milvus Lite) or ``http://host:port``.
+        create: Create the backend (a new Lite file) if it does not exist; a query passes False.
+    """
+
+    def __init__(self, uri: str, create: bool = False) -> None:
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its RPC errors become our one line
+        self.uri = uri
+        uri = self.check_uri(uri, create)
+        from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            self.client = MilvusClient(uri, timeout=10)
+            self.client.list_collections()
+        except MilvusException as exc:
+            msg = getattr(exc, "message", "") or str(exc)
+            if not is_server_uri(self.uri) and "Open local milvus failed" in msg:
+                msg += " (a Milvus Lite file serves one process at a time: is another codesearch using it?)"
+            raise BackendUnavailable(f"cannot open backend {self.uri}: {msg}") from None
+        self.meta: dict[str, str] = {}
+        self._repo_cache: dict[int, str] = {}
+        self._loaded = False
+        if self.client.has_collection(UNITS):
+            self.meta = self._read_meta()
+        elif not create:
+            raise IndexMissing(f"backend {self.uri} holds no index; run `codesearch index --backend {self.uri} "
+                               "REPO...` first")
+
+    @staticmethod
+    def check_uri(uri: str, create: bool = True) -> str:
+        """The URI to connect to, after the checks that need no connection (a Lite file's name and folder).
+
+        Raises:
+            BackendUnavailable: not a ``.db`` file or a server URI, or its directory is missing.
+            IndexMissing: ``create`` is False and the Lite file does not exist.
+        """
+        if is_server_uri(uri):
+            return uri
+        path = Path(uri).expanduser()
+        if path.suffix != ".db":
+            raise BackendUnavailable(f"backend {uri}: a Milvus Lite backend is a file ending in .db "
+                                     "(or give a server as http://host:port)")
+        if not create and not path.exists():  # Milvus Lite 3 keeps a directory under this name
+            raise IndexMissing(f"no backend at {uri}; run `codesearch index --backend {uri} REPO...` first")
+        if not path.parent.is_dir():
+            raise BackendUnavailable(f"backend {uri}: directory {path.parent} does not exist")
+        return str(path.resolve())
+
+    # -- schema and identity ------------------------------------------------------------------
+
+    def _read_meta(self) -> dict[str, str]:
+        with _milvus_errors(self.uri):
+            props = self.client.describe_collection(UNITS).get("properties", {})
+        raw = props.get(META_PROPERTY)
+        return dict(json.loads(raw)) if raw else {}
+
+    def prepare(self, meta: dict[str, str]) -> None:
+        """Create the collections for ``meta`` (model identity, dim), or check they match it.
+
+        Raises:
+            IndexStale: the backend holds an index of another model, text format or version.
+        """
+        meta = dict(meta, backend_format=str(BACKEND_FORMAT_VERSION))
+        with _milvus_errors(self.uri):
+            if self.client.has_collection(UNITS):
+                old = self._read_meta()
+                for key in IDENTITY_KEYS:
+                    if old.get(key) != meta.get(key):
+                        raise IndexStale(
+                            f"backend {self.uri} holds an index with {key} {old.get(key)}, this run has "
+                            f"{meta.get(key)}; index into a new backend (or delete {self.uri})")
+                self.meta = old
+                return
+            self._create(int(meta["dim"]), meta)
+            self.meta = meta
+
+    def _create(self, dim: int, meta: dict[str, str]) -> None:
+        from pymilvus import DataType, Function, FunctionType
+
+        c = self.client
+        texts = c.create_schema(auto_id=False, enable_dynamic_field=False)
+        texts.add_field("text_hash", DataType.VARCHAR, is_primary=True, max_length=64)
+        texts.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        ip = c.prepare_index_params()
+        ip.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
+        if not c.has_collection(TEXTS):
+            # Indexes without waiting: the wait calls a server method Milvus Lite lacks (it logs a traceback).
+            c.create_collection(TEXTS, schema=texts)
+            c.create_index(TEXTS, ip, sync=False)
+        units = c.create_schema(auto_id=False, enable_dynamic_field=False)
+        units.add_field("id", DataType.INT64, is_primary=True)
+        for name, limit in _STR_LIMITS.items():
+            if name == "lexical":
+                units.add_field(name, DataType.VARCHAR, max_length=limit, enable_analyzer=True,
+                                enable_match=True, analyzer_params=_ANALYZER)
+            else:
+                units.add_field(name, DataType.VARCHAR, max_length=limit)
+        for name in _INT_FIELDS:
+            units.add_field(name, DataType.INT64)
+        units.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        units.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        units.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["lexical"],
+                                    output_field_names=["sparse"]))
+        ip = c.prepare_index_params()
+        ip.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
+        ip.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        for name in ("repo", "path", "language", "kind", "text_hash"):
+            ip.add_index(field_name=name, index_type="INVERTED")
+        c.create_collection(UNITS, schema=units, properties={META_PROPERTY: json.dumps(meta, sort_keys=True)})
+        c.create_index(UNITS, ip, sync=False)
+
+    def _load(self) -> None:
+        if not self._loaded:
+            with _milvus_errors(self.uri):
+                self.client.load_collection(UNITS)
+                self.client.load_collection(TEXTS)
+            self._loaded = True
+
+    # -- writer side (the batch job) ----------------------------------------------------------
+
+    def cached_vectors(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors of the vector cache for these text hashes (the ones it has)."""
+        self._load()
+        out: dict[str, np.ndarray] = {}
+        hashes = list(dict.fromkeys(text_hashes))
+        with _milvus_errors(self.uri):
+            for start in range(0, len(hashes), _CHUNK):
+                chunk = hashes[start:start + _CHUNK]
+                for row in self.client.query(TEXTS, filter=_in("text_hash", chunk),
+                                             output_fields=["text_hash", "vector"]):
+                    out[row["text_hash"]] = np.asarray(row["vector"], dtype=np.float32)
+        return out
+
+    def missing_texts(self, text_hashes: Sequence[str]) -> set[str]:
+        """The text hashes that have no vector in the cache."""
+        self._load()
+        hashes = list(dict.fromkeys(text_hashes))
+        have: set[str] = set()
+        with _milvus_errors(self.uri):
+            for start in range(0, len(hashes), _CHUNK):
+                chunk = hashes[start:start + _CHUNK]
+                have.update(r["text_hash"] for r in self.client.query(TEXTS, filter=_in("text_hash", chunk),
+                                                                      output_fields=["text_hash"]))
+        return set(hashes) - have
+
+    def put_texts(self, text_hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Add vectors to the cache (upsert: a repeated hash keeps one row)."""
+        rows = [{"text_hash": h, "vector": v.tolist()} for h, v in zip(text_hashes, vectors, strict=True)]
+        if rows:
+            with _milvus_errors(self.uri):
+                self.client.upsert(TEXTS, rows)
+
+    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+        """Which of these unit row ids the backend has."""
+        self._load()
+        have: set[int] = set()
+        ids = [int(i) for i in ids]
+        with _milvus_errors(self.uri):
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start:start + _CHUNK]
+                have.update(int(r["id"]) for r in self.client.query(UNITS, filter=_in("id", chunk),
+                                                                     output_fields=["id"]))
+        return have
+
+    def insert_units(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert unit rows (keys: id, repo, text_hash, lexical, vector and the Symbol fields)."""
+        if not rows:
+            return
+        clean = []
+        for row in rows:
+            r = {k: row[k] for k in ("id", "vector", *_STR_LIMITS, *_INT_FIELDS)}
+            for k, limit in _STR_LIMITS.items():
+                r[k] = clip(str(r[k]), limit)
+            clean.append(r)
+        with _milvus_errors(self.uri):
+            self.client.upsert(UNITS, clean)
+
+    def repo_ids(self, repo: str) -> np.ndarray:
+        """Every unit row id of ``repo``."""
+        self._load()
+        out: list[int] = []
+        out.extend(int(r["id"]) for r in self._query_all(f"repo == {_quote(repo)}", ["id"]))
+        return np.asarray(out, dtype=np.int64)
+
+    def _query_all(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Every row matching ``expr`` (a query without a limit; Milvus Lite's query iterator needs a
+        server call it does not implement)."""
+        with _milvus_errors(self.uri):
+            return list(self.client.query(UNITS, filter=expr, output_fields=fields))
+
+    def delete_ids(self, ids: Sequence[int]) -> None:
+        """Delete unit rows by id."""
+        ids = [int(i) for i in ids]
+        with _milvus_errors(self.uri):
+            for start in range(0, len(ids), _CHUNK):
+                self.client.delete(UNITS, filter=_in("id", ids[start:start + _CHUNK]))
+
+    def flush(self) -> None:
+        """Make the writes durable (Milvus seals the growing segments)."""
+        with _milvus_errors(self.uri):
+            self.client.flush(UNITS)
+            self.client.flush(TEXTS)
+
+    # -- reader side (VectorStore) ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """No snapshot isolation across requests in Milvus: each read sees the latest writes."""
+        self._load()
+        yield
+
+    def allowed_ids(self, filters: Filters) -> _Expr | np.ndarray | None:
+        """A Milvus filter expression for ``filters`` (ids when a path glob has no Milvus form)."""
+        if not filters:
+            return None
+        parts = []
+        if filters.languages:
+            parts.append(_in("language", filters.languages))
+        if filters.kinds:
+            parts.append(_in("kind", filters.kinds))
+        if filters.repos:
+            parts.append(_in("repo", filters.repos))
+        python_paths = False
+        if filters.paths:
+            exprs = [_path_expr(p) for p in filters.paths]
+            if all(e is not None for e in exprs):
+                parts.append("(" + " or ".join(e for e in exprs if e) + ")")
+            else:
+                python_paths = True
+        expr = " and ".join(parts)
+        if not python_paths:
+            return _Expr(expr)
+        ids = [int(r["id"]) for r in self._query_all(expr or "id >= 0", ["id", "path"]) if filters.path_ok(r["path"])]
+        return np.asarray(ids, dtype=np.int64)
+
+    @staticmethod
+    def _filter(allowed: Any) -> str | None:
+        """The expression for ``allowed``; "" for no filter, None for "nothing passes"."""
+        if allowed is None:
+            return ""
+        if isinstance(allowed, _Expr):
+            return allowed.expr
+        ids = np.asarray(allowed).tolist()
+        return _in("id", ids) if ids else None
+
+    def vector_search(self, query: np.ndarray, k: int, allowed: Any) -> list[tuple[int, float]]:
+        """Top-k (unit id, cosine) for one query vector (dim,)."""
+        expr = self._filter(allowed)
+        if expr is None or k <= 0:
+            return []
+        with _milvus_errors(self.uri):
+            res = self.client.search(UNITS, data=[np.asarray(query, dtype=np.float32).tolist()],
+                                     anns_field="vector", limit=min(k, _MAX_LIMIT), filter=expr,
+                                     search_params={"metric_type": "IP"}, output_fields=["id"])
+        return [(int(h["id"]), float(h["distance"])) for h in res[0]]
+
+    def lexical_search(self, text: str, k: int, allowed: Any, must: Sequence[str] = ()) -> list[tuple[int, float]]:
+        """Top-k (unit id, BM25) through Milvus' BM25 over the code-aware tokens of ``text``.
+
+        ``must`` phrases: each phrase's tokens must all be in the unit (TEXT_MATCH in Milvus), and
+        in order, next to each other (checked here on the stored tokens; Milvus Lite has no
+        PHRASE_MATCH).
+        """
+        expr = self._filter(allowed)
+        if expr is None or k <= 0:
+            return []
+        phrases = [lexical_tokens(p) for p in must]
+        phrases = [p for p in phrases if p]
+        if phrases:
+            matches = [f"TEXT_MATCH(lexical, {_quote(t)})" for p in phrases for t in dict.fromkeys(p)]
+            full = " and ".join(([f"({expr})"] if expr else []) + matches)
+            ok: list[int] = []
+            with _milvus_errors(self.uri):
+                rows = self.client.query(UNITS, filter=full, output_fields=["id", "lexical"], limit=_MAX_LIMIT)
+            for r in rows:
+                toks = r["lexical"].split()
+                if all(_contains(toks, p) for p in phrases):
+                    ok.append(int(r["id"]))
+            if not ok:
+                return []
+            expr = _in("id", ok)
+        q = " ".join(query_tokens(text))
+        if not q:
+            return []
+        with _milvus_errors(self.uri):
+            res = self.client.search(UNITS, data=[q], anns_field="sparse", limit=min(k, _MAX_LIMIT), filter=expr,
+                                     search_params={"metric_type": "BM25"}, output_fields=["id"])
+        # Milvus Lite reports BM25 as a negative distance (best first); a server as a positive score.
+        return [(int(h["id"]), abs(float(h["distance"]))) for h in res[0]]
+
+    def symbols(self, ids: Sequence[int]) -> dict[int, Symbol]:
+        """Unit records by id (also remembers their repositories for :meth:`repos`)."""
+        out: dict[int, Symbol] = {}
+        ids = [int(i) for i in ids]
+        with _milvus_errors(self.uri):
+            for start in range(0, len(ids), _CHUNK):
+                rows = self.client.query(UNITS, filter=_in("id", ids[start:start + _CHUNK]),
+                                         output_fields=["id", "repo", *_SYMBOL_FIELDS])
+                for r in rows:
+                    uid = int(r["id"])
+                    out[uid] = Symbol(**{f: int(r[f]) if f in _INT_FIELDS else r[f] for f in _SYMBOL_FIELDS})
+                    self._repo_cache[uid] = r["repo"]
+        return out
+
+    def repos(self, ids: Sequence[int]) -> dict[int, str]:
+        """Repository of each unit id."""
+        missing = [i for i in ids if i not in self._repo_cache]
+        if missing:
+            self.symbols(missing)
+        out = {i: self._repo_cache[i] for i in ids if i in self._repo_cache}
+        if len(self._repo_cache) > 100_000:
+            self._repo_cache.clear()
+        return out
+
+    def count_units(self) -> int:
+        """Number of unit rows."""
+        self._load()
+        with _milvus_errors(self.uri):
+            res = self.client.query(UNITS, filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"])
+
+    def count_texts(self) -> int:
+        """Number of cached vectors."""
+        self._load()
+        with _milvus_errors(self.uri):
+            res = self.client.query(TEXTS, filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"])
+
+    def status(self) -> dict[str, Any]:
+        """Counts and identity of the backend."""
+        return {"backend": self.uri, "units": self.count_units(), "vectors": self.count_texts(),
+                "model": self.meta.get("model_id"), "doc_text_format": self.meta.get("doc_text_format"),
+                "format_version": int(self.meta.get("backend_format", "0"))}
+
+    def close(self) -> None:
+        """Close the connection (a Lite file is then free for another process)."""
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+
+def _contains(tokens: list[str], phrase: list[str]) -> bool:
+    n = len(phrase)
+    return any(tokens[i:i + n] == phrase for i in range(len(tokens) - n + 1))
