@@ -98,16 +98,33 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("path", default=".", type=click.Path(file_okay=False, path_type=str))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--index-dir", help="Where to keep the index (default: PATH/.codesearch).")
 @click.option("--model", help=MODEL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what is being done.")
-def index(path: str, index_dir: str | None, model: str | None, as_json: bool, verbose: bool) -> None:
-    """Index (or update the index of) the repository at PATH."""
+@click.option("--backend", help="Index the repositories (PATH, NAME=PATH or a manifest file) into this backend: "
+              "a Milvus Lite file (org.db) or http://host:port (docs/scale.md).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, help="With --backend: encoder workers (Ray actors).")
+@click.option("--ray-address", help="With --backend: a Ray cluster to run on (default: a local Ray).")
+def index(paths: tuple[str, ...], index_dir: str | None, model: str | None, as_json: bool, verbose: bool,
+          backend: str | None, workers: int, ray_address: str | None) -> None:
+    """Index (or update the index of) the repository at PATH (default: the current directory).
+
+    With --backend URI (or the `backend` setting), index several repositories into a shared backend.
+    """
     from .indexer import index_repository
 
     _setup_logging(verbose)
+    backend = backend or load_settings(None).backend
+    if backend:
+        from .backend_cli import index_backend
+
+        index_backend(paths or (".",), backend, _settings(None, model=model), workers, ray_address, as_json)
+        return
+    if len(paths) > 1:
+        raise UsageError("give one PATH (several repositories are indexed into a backend: --backend URI)")
+    path = paths[0] if paths else "."
     root = Path(path).expanduser()
     if not root.is_dir():
         raise UsageError(f"not a directory: {path}")
@@ -203,9 +220,12 @@ def _shown(row: dict[str, Any], explain: bool) -> dict[str, Any]:
 @click.option("--repo", help="Repository root (default: nearest directory with an index).")
 @click.option("--index-dir", help="Index directory (default: REPO/.codesearch).")
 @click.option("--model", help="Encoder model directory (must be the one the index was built with).")
+@click.option("--backend", help="Search this backend (org.db or http://host:port) instead of a local index; "
+              "hits carry `repo`, and `repo:NAME` in TEXT filters by repository.")
 def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[str, ...],
           kinds: tuple[str, ...], roles: tuple[str, ...], not_roles: tuple[str, ...], mode: str | None,
-          as_json: bool, explain: bool, repo: str | None, index_dir: str | None, model: str | None) -> None:
+          as_json: bool, explain: bool, repo: str | None, index_dir: str | None, model: str | None,
+          backend: str | None) -> None:
     """Search for TEXT; with no TEXT, read one query per line from stdin (JSON lines out).
 
     Implementation code ranks before tests, benchmarks, examples and generated code unless the query
@@ -218,11 +238,18 @@ def query(text: str | None, k: int | None, langs: tuple[str, ...], paths: tuple[
     from .client import QueryRunner, ensure_daemon, index_dir_for
 
     _setup_logging(False)
+    role_filters = " ".join([*(f"role:{r}" for r in roles), *(f"-role:{r}" for r in not_roles)])
+    backend = backend or load_settings(None).backend
+    if backend:
+        from .backend_cli import query_backend
+
+        query_backend(backend, text, _settings(None, model=model), k, mode, langs, paths, kinds, as_json, explain,
+                      role_filters)
+        return
     root = _resolve_repo(repo, index_dir)
     settings = _settings(root, index_dir=index_dir, model=model)
     idir = index_dir_for(root, settings.index_dir)
     runner = QueryRunner(idir, settings, use_daemon=model is None)
-    role_filters = " ".join([*(f"role:{r}" for r in roles), *(f"-role:{r}" for r in not_roles)])
     try:
         if text is not None:
             rows = runner.search(f"{text} {role_filters}".strip(), k=k, mode=mode, languages=langs, paths=paths,

@@ -53,6 +53,9 @@ class Settings:
             indexed repository when none runs, so the next query is warm.
         daemon_idle_seconds: A daemon started that way exits after this long without a request or an
             update (0: never).
+        backend: A search backend URI that ``codesearch index`` and ``codesearch query`` use instead of
+            the local index: a Milvus Lite file (``org.db``) or a Milvus server (``http://host:port``);
+            see docs/scale.md. None: the local index.
     """
 
     model: str | None = None
@@ -75,6 +78,7 @@ class Settings:
     debounce_max_ms: int = 2000
     auto_daemon: bool = True
     daemon_idle_seconds: int = 1800
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         if self.doc_text_format not in DOC_TEXT_FORMATS:

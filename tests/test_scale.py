@@ -1,0 +1,220 @@
+"""The Ray batch job into Milvus Lite, and search through it (real Ray, real Milvus Lite, real model).
+
+One local Ray cluster (2 CPUs) serves the whole module; the fixture repositories are two of
+tests/fixtures/repos plus a copy of one as a "fork".
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray")
+pytest.importorskip("pymilvus")
+
+from codesearch.batch import index_repositories, read_repositories  # noqa: E402
+from codesearch.cli import main  # noqa: E402
+from codesearch.config import Settings  # noqa: E402
+from codesearch.index import DB_NAME, IndexReader, connect  # noqa: E402
+from codesearch.indexer import index_repository  # noqa: E402
+from codesearch.milvus_store import UNITS, MilvusStore  # noqa: E402
+from codesearch.search import Searcher  # noqa: E402
+
+REPOS = Path(__file__).parent / "fixtures" / "repos"
+FIELDS = ["path", "qualified_name", "kind", "language", "start_line", "end_line", "text_hash"]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def org(ray_cluster, tmp_path_factory, real_embedder):
+    """Three repositories (mini_python, mini_go, and a fork of mini_python) in one backend, and local indexes."""
+    base = tmp_path_factory.mktemp("org")
+    roots = {}
+    for name, src in (("mini_python", "mini_python"), ("mini_go", "mini_go"), ("fork_python", "mini_python")):
+        roots[name] = base / name
+        shutil.copytree(REPOS / src, roots[name])
+    settings = Settings()
+    for root in roots.values():
+        index_repository(root, settings, embedder=real_embedder)
+    backend = str(base / "org.db")
+    report = index_repositories(read_repositories([str(r) for r in roots.values()]), backend, settings)
+    return {"roots": roots, "backend": backend, "report": report, "settings": settings}
+
+
+def _local_units(root: Path) -> set[tuple]:
+    conn = connect(root / ".codesearch" / DB_NAME, readonly=True)
+    try:
+        return {tuple(r[f] for f in FIELDS) for r in conn.execute(f"SELECT {', '.join(FIELDS)} FROM units")}
+    finally:
+        conn.close()
+
+
+def _backend_units(store: MilvusStore, repo: str) -> set[tuple]:
+    rows = store.client.query(UNITS, filter=f'repo == "{repo}"', output_fields=FIELDS)
+    return {tuple(r[f] for f in FIELDS) for r in rows}
+
+
+def test_units_land_as_in_the_local_index(org):
+    report = org["report"]
+    store = MilvusStore(org["backend"])
+    try:
+        with store.snapshot():
+            for name, root in org["roots"].items():
+                assert _backend_units(store, name) == _local_units(root), name
+            assert store.count_units() == report.units
+    finally:
+        store.close()
+    assert report.repositories == 3
+    assert report.units == sum(len(_local_units(r)) for r in org["roots"].values())
+    assert report.units_added == report.units and report.units_removed == 0
+    n_py, n_go = (len(list((REPOS / d).rglob(g))) for d, g in (("mini_python", "*.py"), ("mini_go", "*.go")))
+    assert report.files == 2 * n_py + n_go
+
+
+def test_fork_units_are_embedded_once_with_the_local_vectors(org):
+    report = org["report"]
+    roots = org["roots"]
+    py, go, fork = (_local_units(roots[n]) for n in ("mini_python", "mini_go", "fork_python"))
+    distinct = {u[-1] for u in py | go}
+    assert {u[-1] for u in fork} <= {u[-1] for u in py}
+    assert report.embedded == report.unique_texts == len(distinct) < report.units
+    assert report.tokens > 0
+    reader = IndexReader(roots["mini_go"] / ".codesearch")
+    store = MilvusStore(org["backend"])
+    try:
+        hashes = sorted(u[-1] for u in go)
+        local = reader.cached_vectors(hashes)
+        remote = store.cached_vectors(hashes)
+        assert set(remote) == set(local) == set(hashes)
+        for h in hashes:  # the actor's encoder gives the local index's vectors
+            np.testing.assert_allclose(remote[h], local[h], atol=1e-5)
+    finally:
+        store.close()
+        reader.close()
+
+
+def _ranked(hits):
+    return [(h.symbol.path, h.symbol.qualified_name, round(h.score, 4)) for h in hits]
+
+
+def test_semantic_search_through_the_backend_equals_the_local_index(org, real_embedder):
+    queries = [q["query"] for q in json.loads((REPOS / "mini_python" / "QUERIES.json").read_text())]
+    settings = org["settings"]
+    local = Searcher(IndexReader(org["roots"]["mini_python"] / ".codesearch"), settings, embedder=real_embedder)
+    remote = Searcher(MilvusStore(org["backend"]), settings, embedder=real_embedder)
+    try:
+        for q in queries:
+            want = _ranked(local.search(q, mode="semantic", k=5))
+            hits = remote.search(f"{q} repo:mini_python", mode="semantic", k=5)
+            assert _ranked(hits) == want, q
+            assert {h.repo for h in hits} == {"mini_python"}
+        # Lexical and hybrid: the same winner for a query that names its target.
+        for mode in ("lexical", "hybrid"):
+            top = remote.search("parse cookie header repo:mini_python", mode=mode, k=3)[0]
+            want = local.search("parse cookie header", mode=mode, k=3)[0]
+            assert top.symbol.qualified_name == want.symbol.qualified_name
+    finally:
+        local.close()
+        remote.close()
+
+
+def test_filters_of_the_query_language_and_repository(org, real_embedder):
+    remote = Searcher(MilvusStore(org["backend"]), org["settings"], embedder=real_embedder)
+    try:
+        both = remote.search("parse a cookie header", mode="semantic", k=4)
+        assert {h.repo for h in both[:2]} == {"mini_python", "fork_python"}  # the fork's copy ranks beside it
+        assert both[0].score == pytest.approx(both[1].score, abs=1e-6)
+        go = remote.search("parse a cookie header lang:go", k=5)
+        assert go and all(h.symbol.language == "go" and h.repo == "mini_go" for h in go)
+        fork = remote.search("parse a cookie header repo:fork_python", k=20)
+        assert fork and all(h.repo == "fork_python" for h in fork)
+        methods = remote.search("cache kind:method", k=20)
+        assert methods and all(h.symbol.kind == "method" for h in methods)
+        prefix = remote.search("cookie path:minipy/http", k=20)
+        assert prefix and all(h.symbol.path.startswith("minipy/http") for h in prefix)
+        glob = remote.search("cookie path:*.go", k=20)
+        assert glob and all(h.symbol.path.endswith(".go") for h in glob)
+        bracket = remote.search("cookie path:minipy/[ht]*", k=50)  # no Milvus form: filtered here
+        assert bracket and all(h.symbol.path[7] in "ht" for h in bracket)
+        assert remote.search("cookie repo:nosuchrepo", k=5) == []
+    finally:
+        remote.close()
+
+
+def test_rerun_embeds_only_changed_texts_and_removes_stale_units(ray_cluster, tmp_path):
+    go = tmp_path / "go"
+    shutil.copytree(REPOS / "mini_go", go)
+    fork = tmp_path / "fork"
+    shutil.copytree(REPOS / "mini_go", fork)
+    backend = str(tmp_path / "b.db")
+    repos = read_repositories([str(go), f"gofork={fork}"])
+    settings = Settings()
+    first = index_repositories(repos, backend, settings)
+    assert first.embedded == first.unique_texts == first.units // 2
+    again = index_repositories(repos, backend, settings)
+    assert (again.embedded, again.units_added, again.units_removed) == (0, 0, 0)
+    src = fork / "cache" / "ttl.go"
+    text = src.read_text()
+    assert "func New(" in text
+    # Renaming New shifts the bytes of the units after it in the file: their rows are replaced
+    # (as the local index replaces a changed file's units), but only New's text is new.
+    new_at = text.index("func New(")
+    moved = [r for r in _backend_rows(backend, "gofork") if r["path"] == "cache/ttl.go" and r["start_byte"] >= new_at]
+    src.write_text(text.replace("func New(", "func NewCache("))
+    edited = index_repositories(repos, backend, settings)
+    assert (edited.embedded, edited.units_added, edited.units_removed) == (1, len(moved), len(moved))
+    (fork / "stats").rename(tmp_path / "stats-moved")  # a directory gone from the fork
+    gone = len([u for u in _backend_rows(backend, "gofork") if u["path"].startswith("stats/")])
+    assert gone > 0
+    shrunk = index_repositories(repos, backend, settings)
+    assert (shrunk.embedded, shrunk.units_added, shrunk.units_removed) == (0, 0, gone)
+    rows = _backend_rows(backend, "gofork")
+    assert not any(r["path"].startswith("stats/") for r in rows)
+    assert any(r["qualified_name"] == "NewCache" for r in rows)
+    assert len(_backend_rows(backend, "go")) == first.units // 2
+
+
+def _backend_rows(backend: str, repo: str) -> list[dict]:
+    store = MilvusStore(backend)
+    try:
+        with store.snapshot():
+            return list(store.client.query(UNITS, filter=f'repo == "{repo}"',
+                                           output_fields=["path", "qualified_name", "start_byte"]))
+    finally:
+        store.close()
+
+
+def test_cli_query_json_has_repo(org, capsys):
+    assert main(["query", "--backend", org["backend"], "--json", "-k", "3", "parse a cookie header"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 3
+    assert {r["repo"] for r in rows[:2]} == {"mini_python", "fork_python"}
+    assert rows[0]["qualified_name"] == "parse_cookie_header"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["index", "--backend", "{tmp}/x.db", "{tmp}/does-not-exist"], "not a directory"),
+    (["index", "--backend", "{tmp}/no/such/dir/x.db", "{repo}"], "does not exist"),
+    (["index", "--backend", "{tmp}/x.sqlite", "{repo}"], "ending in .db"),
+    (["index", "--backend", "http://127.0.0.1:1", "{repo}"], "cannot open backend"),
+    (["query", "--backend", "{tmp}/missing.db", "anything"], "no backend at"),
+    (["query", "--backend", "http://127.0.0.1:1", "anything"], "cannot open backend"),
+])
+def test_bad_input_is_one_line(ray_cluster, tmp_path, capsys, args, message):
+    argv = [a.format(tmp=tmp_path, repo=REPOS / "mini_go") for a in args]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
