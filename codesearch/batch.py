@@ -270,6 +270,7 @@ def _run(store: MilvusStore, files: list[dict[str, Any]], repositories: Sequence
     if not files:
         _delete_stale(store, repositories, {r.name: np.zeros(0, dtype=np.int64) for r in repositories},
                       {}, report)
+        store.flush()
         return
     if progress:
         progress("parse", 0, len(files))
