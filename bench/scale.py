@@ -95,6 +95,7 @@ def query_latency(db: Path, n: int) -> dict[str, Any]:
 
     from codesearch.config import Settings
     from codesearch.milvus_store import UNITS, MilvusStore
+    from codesearch.query import Query
     from codesearch.search import Searcher
 
     store = MilvusStore(str(db))
@@ -102,7 +103,7 @@ def query_latency(db: Path, n: int) -> dict[str, Any]:
     try:
         with store.snapshot():
             rows = store.client.query(UNITS, filter="summary != ''", output_fields=["summary"], limit=n)
-        queries = [r["summary"][:200] for r in rows] or ["parse a url"]
+        queries = [Query(" ".join(r["summary"].split())[:200]) for r in rows] or [Query("parse a url")]
         searcher.search(queries[0], k=10)  # loads the model and the collection
         out: dict[str, Any] = {"queries": len(queries), "units": store.count_units()}
         for mode in ("semantic", "lexical", "hybrid"):
