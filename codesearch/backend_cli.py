@@ -61,6 +61,24 @@ def index_backend(paths: Sequence[str], backend: str, settings: Settings, worker
                + (f"; not indexed: {skipped}" if skipped else ""))
 
 
+def status_backend(backend: str, as_json: bool) -> None:
+    """Counts and identity of ``backend``."""
+    _require_extra()
+    from .milvus_store import MilvusStore
+
+    store = MilvusStore(backend)
+    try:
+        info = store.status()
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(info, sort_keys=True))
+        return
+    click.echo(f"backend: {info['backend']}\nmodel:   {info['model']} ({info['doc_text_format']})\n"
+               f"units:   {info['units']} in {info['repositories']} repositories\n"
+               f"vectors: {info['vectors']} cached texts")
+
+
 def query_backend(backend: str, text: str | None, settings: Settings, k: int | None, mode: str | None,
                   langs: Sequence[str], paths: Sequence[str], kinds: Sequence[str], as_json: bool,
                   explain: bool, suffix: str = "") -> None:

@@ -70,15 +70,22 @@ class BatchReport:
     workers: int = 1
     seconds: float = 0.0
     embed_seconds: float = 0.0
+    encode_seconds: float = 0.0
 
     @property
     def tokens_per_second(self) -> float:
-        """Encoder throughput of this run (tokens of the texts embedded / embedding wall time)."""
+        """Throughput of the embedding stage: tokens embedded / its wall time (actor start-up included)."""
         return self.tokens / self.embed_seconds if self.embed_seconds else 0.0
+
+    @property
+    def tokens_per_worker_second(self) -> float:
+        """Throughput of one encoder worker: tokens / seconds the actors spent encoding (summed over them)."""
+        return self.tokens / self.encode_seconds if self.encode_seconds else 0.0
 
     def as_json(self) -> dict[str, Any]:
         """The report as a JSON object."""
-        return dict(asdict(self), tokens_per_second=round(self.tokens_per_second, 1))
+        return dict(asdict(self), tokens_per_second=round(self.tokens_per_second, 1),
+                    tokens_per_worker_second=round(self.tokens_per_worker_second, 1))
 
 
 def read_repositories(args: Sequence[str]) -> list[Repository]:
@@ -182,14 +189,17 @@ class _Encoder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         texts = [str(t) for t in batch["text"]]
         before = getattr(self.embedder, "tokens_encoded", 0)
+        t0 = time.perf_counter()
         vectors = (self.embedder.encode(texts, kind="document") if texts  # (batch, dim)
                    else np.zeros((0, self.embedder.info.dim), dtype=np.float32))
         tokens = getattr(self.embedder, "tokens_encoded", 0) - before
+        seconds = time.perf_counter() - t0
         counts = np.zeros(len(texts), dtype=np.int64)
+        busy = np.zeros(len(texts), dtype=np.float64)
         if len(texts):
-            counts[0] = tokens
+            counts[0], busy[0] = tokens, seconds
         return {"text_hash": batch["text_hash"], "vector": np.asarray(vectors, dtype=np.float32),
-                "tokens": counts}
+                "tokens": counts, "encode_seconds": busy}
 
 
 def _start_ray(address: str | None, workers: int) -> None:
@@ -336,6 +346,7 @@ def _embed(store: MilvusStore, units: Any, chosen: np.ndarray, settings: Setting
         store.put_texts(hashes, np.asarray(batch["vector"], dtype=np.float32))
         report.embedded += len(hashes)
         report.tokens += int(np.sum(batch["tokens"]))
+        report.encode_seconds += float(np.sum(batch["encode_seconds"]))
         if progress:
             progress("embed", report.embedded, total)
     report.embed_seconds = time.perf_counter() - t0

@@ -291,10 +291,18 @@ def _batch(runner: Any, k: int | None, mode: str | None, langs: tuple[str, ...],
 @click.option("--repo", help="Repository root (default: nearest directory with an index).")
 @click.option("--index-dir", help="Index directory (default: REPO/.codesearch).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def status(repo: str | None, index_dir: str | None, as_json: bool) -> None:
+@click.option("--backend", help="Show this backend (org.db or http://host:port) instead of a local index.")
+def status(repo: str | None, index_dir: str | None, as_json: bool, backend: str | None) -> None:
     """Show what is indexed: files, units per language, model, and files that were not indexed."""
     from .client import probe
     from .index import IndexReader, find_index_dir
+
+    backend = backend or load_settings(None).backend
+    if backend:
+        from .backend_cli import status_backend
+
+        status_backend(backend, as_json)
+        return
 
     root = _resolve_repo(repo, index_dir)
     settings = _settings(root, index_dir=index_dir)

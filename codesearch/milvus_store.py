@@ -468,7 +468,11 @@ class MilvusStore:
 
     def status(self) -> dict[str, Any]:
         """Counts and identity of the backend."""
+        repos: dict[str, int] = {}
+        for r in self._query_all("id >= 0", ["repo"]):
+            repos[r["repo"]] = repos.get(r["repo"], 0) + 1
         return {"backend": self.uri, "units": self.count_units(), "vectors": self.count_texts(),
+                "repositories": len(repos), "units_per_repository": dict(sorted(repos.items())),
                 "model": self.meta.get("model_id"), "doc_text_format": self.meta.get("doc_text_format"),
                 "format_version": int(self.meta.get("backend_format", "0"))}
 

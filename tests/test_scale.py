@@ -90,7 +90,8 @@ def test_fork_units_are_embedded_once_with_the_local_vectors(org):
     distinct = {u[-1] for u in py | go}
     assert {u[-1] for u in fork} <= {u[-1] for u in py}
     assert report.embedded == report.unique_texts == len(distinct) < report.units
-    assert report.tokens > 0
+    assert report.tokens > 0 and 0 < report.encode_seconds
+    assert report.tokens_per_worker_second == pytest.approx(report.tokens / report.encode_seconds)
     reader = IndexReader(roots["mini_go"] / ".codesearch")
     store = MilvusStore(org["backend"])
     try:
@@ -202,6 +203,15 @@ def test_cli_query_json_has_repo(org, capsys):
     assert len(rows) == 3
     assert {r["repo"] for r in rows[:2]} == {"mini_python", "fork_python"}
     assert rows[0]["qualified_name"] == "parse_cookie_header"
+
+
+def test_cli_status_counts_units_per_repository(org, capsys):
+    assert main(["status", "--backend", org["backend"], "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    want = {name: len(_local_units(root)) for name, root in org["roots"].items()}
+    assert info["units_per_repository"] == want
+    assert info["repositories"] == 3 and info["units"] == sum(want.values())
+    assert info["vectors"] == org["report"].unique_texts
 
 
 @pytest.mark.parametrize("args,message", [
