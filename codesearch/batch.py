@@ -171,7 +171,7 @@ def _parse_file(row: dict[str, Any], model: ModelInfo, fmt: str, max_bytes: int)
 
 
 _FIELDS = ("path", "language", "kind", "name", "qualified_name", "signature", "docstring", "summary",
-           "start_line", "end_line", "start_byte", "end_byte", "code", "doc_start_line", "doc_end_line")
+           "start_line", "end_line", "start_byte", "end_byte", "code", "doc_start_line", "doc_end_line", "role")
 
 
 def _empty_row(base: dict[str, Any], status: str, error: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ time) or a server (``http://host:port``). Two collections:
 
 ``codesearch_units``
     One row per unit of each repository: the unit record (repo, path, lines, bytes, name,
-    qualified name, kind, language, signature, docstring, summary, code), its ``text_hash``, the
+    qualified name, kind, language, role, signature, docstring, summary, code), its ``text_hash``, the
     vector (FLAT, inner product = cosine on unit vectors), and ``lexical``: the same code-aware
     tokens as the local FTS5 table (name tokens x3, doc x2, code x1, standing in for FTS5's column
     weights) analysed by Milvus' BM25 function into the sparse field ``sparse``. Row ids are a
@@ -52,9 +52,10 @@ _VARCHAR_MAX = 65535
 _MAX_LIMIT = 16384
 _CHUNK = 500
 _SYMBOL_FIELDS = ("path", "language", "kind", "name", "qualified_name", "signature", "docstring", "summary",
-                  "start_line", "end_line", "start_byte", "end_byte", "code", "doc_start_line", "doc_end_line")
+                  "start_line", "end_line", "start_byte", "end_byte", "code", "doc_start_line", "doc_end_line",
+                  "role")
 _INT_FIELDS = ("start_line", "end_line", "start_byte", "end_byte", "doc_start_line", "doc_end_line")
-_STR_LIMITS = {"repo": 1024, "path": 4096, "language": 32, "kind": 32, "name": 2048, "qualified_name": 4096,
+_STR_LIMITS = {"repo": 1024, "path": 4096, "language": 32, "kind": 32, "role": 32, "name": 2048, "qualified_name": 4096,
                "signature": _VARCHAR_MAX, "docstring": _VARCHAR_MAX, "summary": _VARCHAR_MAX, "code": _VARCHAR_MAX,
                "text_hash": 64, "lexical": _VARCHAR_MAX}
 _ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer", "language": "english"}]}
@@ -244,7 +245,7 @@ class MilvusStore:
         ip = c.prepare_index_params()
         ip.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
         ip.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        for name in ("repo", "path", "language", "kind", "text_hash"):
+        for name in ("repo", "path", "language", "kind", "role", "text_hash"):
             ip.add_index(field_name=name, index_type="INVERTED")
         c.create_collection(UNITS, schema=units, properties={META_PROPERTY: json.dumps(meta, sort_keys=True)})
         c.create_index(UNITS, ip, sync=False)
@@ -360,6 +361,10 @@ class MilvusStore:
             parts.append(_in("kind", filters.kinds))
         if filters.repos:
             parts.append(_in("repo", filters.repos))
+        if filters.roles:
+            parts.append(_in("role", filters.roles))
+        if filters.not_roles:
+            parts.append(f"not ({_in('role', filters.not_roles)})")
         python_paths = False
         if filters.paths:
             exprs = [_path_expr(p) for p in filters.paths]
@@ -440,6 +445,17 @@ class MilvusStore:
                     uid = int(r["id"])
                     out[uid] = Symbol(**{f: int(r[f]) if f in _INT_FIELDS else r[f] for f in _SYMBOL_FIELDS})
                     self._repo_cache[uid] = r["repo"]
+        return out
+
+    def roles(self, ids: Sequence[int]) -> dict[int, str]:
+        """Role of each unit id (implementation, test, ...)."""
+        out: dict[int, str] = {}
+        ids = [int(i) for i in ids]
+        with _milvus_errors(self.uri):
+            for start in range(0, len(ids), _CHUNK):
+                rows = self.client.query(UNITS, filter=_in("id", ids[start:start + _CHUNK]),
+                                         output_fields=["id", "role"])
+                out.update((int(r["id"]), r["role"]) for r in rows)
         return out
 
     def repos(self, ids: Sequence[int]) -> dict[int, str]:

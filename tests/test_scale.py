@@ -25,7 +25,7 @@ from codesearch.milvus_store import UNITS, MilvusStore  # noqa: E402
 from codesearch.search import Searcher  # noqa: E402
 
 REPOS = Path(__file__).parent / "fixtures" / "repos"
-FIELDS = ["path", "qualified_name", "kind", "language", "start_line", "end_line", "text_hash"]
+FIELDS = ["path", "qualified_name", "kind", "language", "role", "start_line", "end_line", "text_hash"]
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,25 @@ def test_rerun_embeds_only_changed_texts_and_removes_stale_units(ray_cluster, tm
     assert not any(r["path"].startswith("stats/") for r in rows)
     assert any(r["qualified_name"] == "NewCache" for r in rows)
     assert len(_backend_rows(backend, "go")) == first.units // 2
+
+
+def test_roles_filter_and_prior_through_the_backend(ray_cluster, tmp_path, real_embedder):
+    repo = tmp_path / "withtests"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "slug.py").write_text('def slugify(title):\n    """Make a URL slug of a title."""\n'
+                                  '    return "-".join(title.lower().split())\n')
+    (repo / "tests" / "test_slug.py").write_text("from slug import slugify\n\n\ndef test_slugify():\n"
+                                                 '    assert slugify("A Title") == "a-title"\n')
+    backend = str(tmp_path / "r.db")
+    index_repositories(read_repositories([str(repo)]), backend, Settings())
+    remote = Searcher(MilvusStore(backend), Settings(), embedder=real_embedder)
+    try:
+        assert {h.symbol.role for h in remote.search("slugify a title", k=5)} == {"implementation", "test"}
+        assert remote.search("slugify a title", k=5)[0].symbol.qualified_name == "slugify"  # the role prior
+        assert [h.symbol.role for h in remote.search("slugify a title role:test", k=5)] == ["test"]
+        assert [h.symbol.role for h in remote.search("slugify a title -role:test", k=5)] == ["implementation"]
+    finally:
+        remote.close()
 
 
 def _backend_rows(backend: str, repo: str) -> list[dict]:
