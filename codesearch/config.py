@@ -17,7 +17,7 @@ from .errors import UsageError
 #: How a unit becomes the text the encoder sees; see ``types.document_text``.
 DOC_TEXT_FORMATS = ("code", "header_code", "header_doc_code")
 SEARCH_MODES = ("semantic", "lexical", "hybrid")
-FUSIONS = ("rrf", "weighted")
+FUSIONS = ("rrf", "weighted", "coverage")
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,9 @@ class Settings:
         k: Default number of results.
         mode: Default ranking mode (one of SEARCH_MODES).
         oversample: Candidates fetched per side per result before fusion.
-        fusion: How hybrid mode fuses the two sides: "rrf" (reciprocal rank) or "weighted"
-            (min-max normalised scores).
+        fusion: How hybrid mode fuses the two sides: "coverage" (min-max normalised scores, each
+            lexical score scaled by how much of the query the unit contains), "weighted" (min-max
+            normalised scores) or "rrf" (reciprocal rank).
         semantic_weight: Weight of the semantic side in the fusion, in [0, 1].
         rrf_k: The constant of reciprocal-rank fusion.
         role_prior: Score factor for units that are not implementation code (tests, benchmarks, examples,
@@ -70,8 +71,8 @@ class Settings:
     k: int = 10
     mode: str = "hybrid"
     oversample: int = 5
-    fusion: str = "weighted"
-    semantic_weight: float = 0.7
+    fusion: str = "coverage"
+    semantic_weight: float = 0.8
     rrf_k: int = 60
     role_prior: float = 0.55
     debounce_ms: int = 300

@@ -747,6 +747,18 @@ class IndexReader:
                                          chunk).fetchall())
         return out
 
+    def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        """How many units contain each lexical token (as FTS5 matches it; 0 for one it cannot parse)."""
+        out: dict[str, int] = {}
+        for term in dict.fromkeys(terms):
+            try:
+                row = self.conn.execute("SELECT COUNT(*) FROM units_fts WHERE units_fts MATCH ?",
+                                        (f'"{term}"',)).fetchone()
+            except sqlite3.OperationalError:
+                row = (0,)
+            out[term] = int(row[0])
+        return out
+
     def symbols(self, ids: Sequence[int]) -> dict[int, Symbol]:
         """Symbols by unit id."""
         out: dict[int, Symbol] = {}

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .config import Settings, load_settings
 from .embed import Embedder, TransformerEmbedder, file_sha256, read_model_info
 from .errors import IndexStale, ModelError, UsageError
-from .index import Filters, IndexReader, find_index_dir
+from .index import Filters, IndexReader, find_index_dir, fts_columns
+from .lexical import query_tokens
 from .query import Query, asked_roles, normalize_kind, normalize_language, parse
 from .store import VectorStore, as_store
-from .types import Hit
+from .types import Hit, Symbol
 
 log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
@@ -65,9 +67,67 @@ def weighted_fusion(sides: Sequence[Sequence[tuple[int, float]]], weights: Seque
     return out
 
 
+#: The ``coverage`` fusion scales each lexical candidate's normalised BM25 score by its query coverage
+#: to this power (chosen with bench/paraphrase.py on the tune split, docs/benchmarks.md).
+COVERAGE_POWER = 1.0
+_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def _stem(token: str) -> str:
+    """A crude suffix strip so that ``parse``/``parsing``/``parsed``/``parses`` match as one word."""
+    for suf in _SUFFIXES:
+        if token.endswith(suf) and len(token) - len(suf) >= 3:
+            token = token[: -len(suf)]
+            break
+    return token[:-1] if token.endswith("e") and len(token) > 3 else token
+
+
+class TermStatistics(Protocol):
+    """What :func:`term_weights` needs of an index (IndexReader and LocalStore have it)."""
+
+    def count_units(self) -> int: ...  # noqa: D102
+
+    def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]: ...  # noqa: D102
+
+
+def term_weights(text: str, reader: TermStatistics) -> dict[str, float]:
+    """BM25's idf, on the index's document frequencies, of each distinct lexical token of a query."""
+    terms = list(dict.fromkeys(query_tokens(text)))
+    if not terms:
+        return {}
+    n = reader.count_units()
+    df = reader.document_frequencies(terms)
+    return {t: math.log(1.0 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
+
+
+def coverage(weights: Mapping[str, float], symbol: Symbol) -> float:
+    """How much of the query a unit contains: the idf-weighted fraction of its tokens found in the unit.
+
+    Args:
+        weights: :func:`term_weights` of the query.
+        symbol: The unit; its tokens are those the lexical index holds (qualified name, doc, code).
+
+    Returns:
+        A value in [0, 1]: 1 when the unit has every query token, near 0 when it shares only common ones.
+    """
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    have = {_stem(t) for column in fts_columns(symbol) for t in column.split()}
+    return sum(w for t, w in weights.items() if _stem(t) in have) / total
+
+
 def fuse(sem: Sequence[tuple[int, float]], lex: Sequence[tuple[int, float]],
-         settings: Settings) -> list[tuple[int, float]]:
+         settings: Settings, strength: Mapping[int, float] | None = None) -> list[tuple[int, float]]:
     """Hybrid ranking of the two sides' (id, score) candidates with the configured fusion, best first.
+
+    Args:
+        sem: Semantic candidates (id, cosine), best first.
+        lex: Lexical candidates (id, BM25), best first.
+        settings: Fusion settings (``fusion``, ``semantic_weight``, ``rrf_k``).
+        strength: For the ``coverage`` fusion, each lexical candidate's :func:`coverage` of the query;
+            its min-max-normalised BM25 score is scaled by it (to :data:`COVERAGE_POWER`), so that a
+            lexical match on a few common words moves the ranking little. None: no scaling.
 
     Ties break by id, so the order is deterministic.
     """
@@ -76,6 +136,14 @@ def fuse(sem: Sequence[tuple[int, float]], lex: Sequence[tuple[int, float]],
         fused = rrf([[u for u, _ in sem], [u for u, _ in lex]], settings.rrf_k, (2 * w, 2 - 2 * w))
     else:
         fused = weighted_fusion([sem, lex], (w, 1.0 - w))
+        if settings.fusion == "coverage" and strength is not None and lex:
+            # Replace the lexical side's share by the same share scaled by each unit's coverage.
+            hi = max(s for _, s in lex)
+            lo = min(s for _, s in lex)
+            for uid, s in lex:
+                norm = (s - lo) / (hi - lo) if hi > lo else 1.0
+                scale = strength.get(uid, 0.0) ** COVERAGE_POWER
+                fused[uid] -= (1.0 - w) * norm * (1.0 - scale)
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
@@ -244,7 +312,12 @@ class Searcher:
             elif mode == "lexical":
                 scored = [(uid, s) for uid, s in lex]
             else:
-                scored = fuse(sem, lex, self.settings)
+                strength = None
+                if self.settings.fusion == "coverage" and lex and hasattr(store, "document_frequencies"):
+                    weights = term_weights(text, store)
+                    strength = {uid: coverage(weights, sym)
+                                for uid, sym in store.symbols([uid for uid, _ in lex]).items()}
+                scored = fuse(sem, lex, self.settings, strength)
             if prefer is not None:
                 roles = store.roles([uid for uid, _ in scored])
                 scored = apply_role_prior(scored, lambda uid: roles.get(uid, "implementation"), prefer, factor)

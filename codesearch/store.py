@@ -128,6 +128,14 @@ class LocalStore:
         """See IndexReader.roles."""
         return self.reader.roles(ids)
 
+    def count_units(self) -> int:
+        """See IndexReader.count_units (used by the ``coverage`` fusion)."""
+        return self.reader.count_units()
+
+    def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        """See IndexReader.document_frequencies (used by the ``coverage`` fusion)."""
+        return self.reader.document_frequencies(terms)
+
     def status(self) -> dict[str, Any]:
         """See IndexReader.status."""
         return self.reader.status()

@@ -11,7 +11,7 @@ from codesearch.config import Settings
 from codesearch.embed import HashEmbedder
 from codesearch.index import DB_NAME, Filters, connect
 from codesearch.indexer import index_repository
-from codesearch.search import Searcher, rrf, weighted_fusion
+from codesearch.search import COVERAGE_POWER, Searcher, coverage, fuse, rrf, term_weights, weighted_fusion
 
 LANG_EXT = {"python": "py", "go": "go", "javascript": "js"}
 
@@ -116,6 +116,41 @@ def test_fusion_functions():
     assert rrf([[1, 2], [2, 3]], 60) == pytest.approx({1: 1 / 61, 2: 1 / 62 + 1 / 61, 3: 1 / 62})
     fused = weighted_fusion([[(1, 0.9), (2, 0.5)], [(2, 10.0), (3, 4.0)]], (0.5, 0.5))
     assert fused == pytest.approx({1: 0.5, 2: 0.5, 3: 0.0})
+
+
+def test_coverage_is_the_idf_weighted_share_of_query_terms(corpus):
+    searcher, *_ = corpus
+    reader = searcher.reader
+    weights = term_weights("parse zebra", reader)
+    # "zebra" is in no unit, "parse" in many: the rare term weighs more.
+    assert set(weights) == {"parse", "zebra"} and weights["zebra"] > weights["parse"] > 0
+    syms = reader.symbols(list(range(1, reader.count_units() + 1))).values()
+    with_parse = [s for s in syms if "parse" in s.docstring.split()]
+    without = [s for s in syms if "parse" not in s.docstring.split() and "parse" not in s.name]
+    assert with_parse and without
+    share = weights["parse"] / (weights["parse"] + weights["zebra"])
+    assert coverage(weights, with_parse[0]) == pytest.approx(share) and share < 0.5
+    assert coverage(weights, without[0]) == 0.0
+    # Inflections match: the unit says "parse", the query "parsing".
+    assert coverage({"parsing": 1.0}, with_parse[0]) == 1.0
+    assert coverage({}, with_parse[0]) == 0.0
+
+
+def test_coverage_fusion_discounts_weak_lexical_matches():
+    sem, lex = [(1, 0.9), (2, 0.5)], [(3, 10.0), (1, 2.0)]
+    settings = Settings(fusion="coverage", semantic_weight=0.4)
+    plain = weighted_fusion([sem, lex], (0.4, 0.6))
+    # Full coverage is the plain weighted fusion; no strength given is too.
+    full = dict(fuse(sem, lex, settings, {1: 1.0, 3: 1.0}))
+    assert full == pytest.approx(plain) and dict(fuse(sem, lex, settings)) == pytest.approx(plain)
+    assert [u for u, _ in fuse(sem, lex, settings, {1: 1.0, 3: 1.0})][0] == 3
+    # A lexical-only hit matching a small share of the query no longer outranks the semantic top hit.
+    weak = fuse(sem, lex, settings, {1: 1.0, 3: 0.09})
+    assert [u for u, _ in weak] == [1, 3, 2]
+    assert dict(weak)[3] == pytest.approx(0.6 * 0.09 ** COVERAGE_POWER)
+    # The other fusions ignore strength.
+    assert fuse(sem, lex, settings.replace(fusion="weighted"), {3: 0.0}) == fuse(sem, lex, settings.replace(
+        fusion="weighted"))
 
 
 def test_empty_query_is_usage_error(corpus):

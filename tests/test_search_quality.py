@@ -55,10 +55,13 @@ def test_fixture_queries_find_their_targets(searcher):
     relevant = {q["query"]: {q["target"]} for q in QUERIES}
     semantic = evaluate({q["query"]: ranked(searcher, q["query"], "semantic") for q in QUERIES}, relevant,
                         ks=(1, 10))
-    # The shipped model: MRR@10 0.763, R@10 0.96 (all-MiniLM-L6-v2: 0.718, 1.0); at most one target beyond 10.
-    assert semantic["recall@10"] >= 0.95 and semantic["mrr@10"] >= 0.7 and semantic["recall@1"] >= 0.6, semantic
+    # 86 paraphrased queries. The shipped model: MRR@10 0.802, R@1 0.74, R@10 0.92 (bench/paraphrase.py).
+    assert semantic["recall@10"] >= 0.9 and semantic["mrr@10"] >= 0.75 and semantic["recall@1"] >= 0.65, semantic
     hybrid = evaluate({q["query"]: ranked(searcher, q["query"], "hybrid") for q in QUERIES}, relevant, ks=(5, 10))
-    assert hybrid["recall@5"] >= 0.8 and hybrid["recall@10"] >= 0.9 and hybrid["mrr@10"] >= 0.6, hybrid
+    assert hybrid["recall@5"] >= 0.85 and hybrid["recall@10"] >= 0.9, hybrid
+    # Plain-language queries: the default fusion must not rank below semantic search alone (the min-max
+    # fusion it replaced scored 0.763 against semantic 0.802 here).
+    assert hybrid["mrr@10"] >= semantic["mrr@10"] - 0.01, (hybrid, semantic)
     lexical = evaluate({q["query"]: ranked(searcher, q["query"], "lexical") for q in QUERIES}, relevant, ks=(10,))
     # The paraphrases avoid the docstrings' words: the lexical side alone must be clearly worse.
     assert lexical["mrr@10"] < hybrid["mrr@10"] - 0.2
