@@ -456,7 +456,7 @@ def test_mini_repo(lang: str) -> None:
     assert 15 <= total <= 35
     assert documented >= total * 0.8
     queries = json.loads((repo / "QUERIES.json").read_text(encoding="utf-8"))
-    assert 3 <= len(queries) <= 5
+    assert 10 <= len(queries) <= 30  # grown for the plain-language benchmark (bench/paraphrase.py)
     for q in queries:
         assert q["target"] in by_target, q
         sym = by_target[q["target"]]
