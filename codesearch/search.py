@@ -313,6 +313,7 @@ class Searcher:
                 scored = [(uid, s) for uid, s in lex]
             else:
                 strength = None
+                # A store without term statistics (the Milvus backend) fuses without the coverage scaling.
                 if self.settings.fusion == "coverage" and lex and hasattr(store, "document_frequencies"):
                     weights = term_weights(text, store)
                     strength = {uid: coverage(weights, sym)
