@@ -333,6 +333,8 @@ def status(repo: str | None, index_dir: str | None, as_json: bool, backend: str 
     click.echo(f"files:   {sum(files.values())} ({', '.join(f'{n} {s}' for s, n in sorted(files.items()))})")
     langs = ", ".join(f"{lang} {n}" for lang, n in sorted(info["languages"].items()))
     click.echo(f"units:   {info['units']}" + (f" ({langs})" if langs else ""))
+    if info.get("roles"):
+        click.echo("roles:   " + ", ".join(f"{role} {n}" for role, n in sorted(info["roles"].items())))
     for f in info["not_indexed"]:
         click.echo(f"  not indexed: {f['path']}: {f['status'].replace('_', ' ')}"
                    + (f" ({f['error']})" if f["error"] else ""))

@@ -142,6 +142,7 @@ def test_status(indexed_repo, capsys):
     assert code == 0
     info = json.loads(out)
     assert info["units"] == 5 and info["languages"] == {"go": 1, "java": 2, "python": 2}
+    assert info["roles"] == {"implementation": 5}
     assert info["model"] == json.loads((SHIPPED_MODEL / "manifest.json").read_text(encoding="utf-8"))["model_id"]
 
 

@@ -98,7 +98,9 @@ def test_index_skips_counts_and_names_the_slow_file(make_repo, hash_embedder, ca
     assert info["not_indexed"] == [{"path": "gen/table.js", "status": "parse_timeout",
                                     "error": f"parsing took more than {budget_ms} ms"}]
     assert main(["status", "--repo", str(root)]) == 0
-    assert "not indexed: gen/table.js: parse timeout" in capsys.readouterr().out
+    human = capsys.readouterr().out
+    assert "not indexed: gen/table.js: parse timeout" in human
+    assert "roles:   implementation 2" in human
 
     # Unchanged, the file is not parsed again; with the budget lifted it is indexed.
     again = index_repository(root, settings, embedder=hash_embedder)
