@@ -125,6 +125,16 @@ def test_first_sentence_and_plain_query() -> None:
     assert first_sentence("Parse it, e.g. a list. Then more.") == "Parse it, e.g. a list."
     assert first_sentence("No end") == "No end"
     assert plain_query('Find "x" with lang:go set') == "Find x with lang: go set"
+    assert plain_query("Set the role:admin of a user") == "Set the role: admin of a user"
+
+
+def test_role_prior_split_is_seeded_and_about_half() -> None:
+    from tune_role_prior import split_of
+
+    ids = [f"go-{i:04d}" for i in range(400)]
+    first = [split_of(q, 0) for q in ids]
+    assert first == [split_of(q, 0) for q in ids] and first != [split_of(q, 1) for q in ids]
+    assert 170 < first.count("tuning") < 230
 
 
 def test_percentile() -> None:
