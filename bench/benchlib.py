@@ -97,7 +97,7 @@ def run_measured(
         The measurements and the captured standard output.
     """
     # A benchmark's own queries start no background daemon unless it asks for one (env overrides).
-    full_env = dict(os.environ, CODESEARCH_AUTO_DAEMON="0", **(env or {}))
+    full_env = {**os.environ, "CODESEARCH_AUTO_DAEMON": "0", **(env or {})}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as inp:
         if stdin_text is not None:
             inp.write(stdin_text.encode())

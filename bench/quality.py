@@ -4,6 +4,7 @@ Usage::
 
     python bench/quality.py [--langs python go ...] [--max-units 3000] [--max-queries 400] [--seed 0]
                             [--model DIR] [--doc-text-format FMT] [--modes semantic lexical hybrid]
+                            [--runtime auto|onnx|torch]
 
 For each language:
 
@@ -560,11 +561,13 @@ def model_ids(report: dict[str, Any]) -> list[str]:
     return sorted({r["model"]["model_id"] for r in report["results"].values() if "model" in r})
 
 
-def index_dir_for(lang: str, doc_text_format: str | None, model: str | None) -> Path:
-    """Where the index of a language's copy lives, one per text format and model."""
+def index_dir_for(lang: str, doc_text_format: str | None, model: str | None, runtime: str | None = None) -> Path:
+    """Where the index of a language's copy lives, one per text format, model and runtime."""
     tag = doc_text_format or "default"
     if model:
         tag += "-" + hashlib.sha256(str(Path(model).resolve()).encode()).hexdigest()[:8]
+    if runtime:
+        tag += "-" + runtime
     return QUALITY_OUT / lang / f"index-{tag}"
 
 
@@ -687,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="model directory, passed to `codesearch index --model`")
     ap.add_argument("--doc-text-format", help="sets CODESEARCH_DOC_TEXT_FORMAT for index and query")
     ap.add_argument("--modes", nargs="+", help="ranking modes (default: all that `codesearch query` offers)")
+    ap.add_argument("--runtime", choices=("auto", "onnx", "torch"),
+                    help="sets CODESEARCH_RUNTIME (the encoder runtime) for index and query")
     ap.add_argument("--reuse-index", action="store_true",
                     help="keep an existing index of the copy (incremental update) instead of rebuilding")
     ap.add_argument("--prepare-only", action="store_true", help="select, copy, blank and pick queries only")
@@ -702,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
         env["CODESEARCH_ROLE_PRIOR"] = str(args.role_prior)
     if args.doc_text_format:
         env["CODESEARCH_DOC_TEXT_FORMAT"] = args.doc_text_format
+    if args.runtime:
+        env["CODESEARCH_RUNTIME"] = args.runtime
     modes: list[str | None]
     if args.prepare_only:
         modes = []
@@ -727,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.prepare_only:
             continue
         repo = QUALITY_OUT / lang / "repo"
-        index_dir = index_dir_for(lang, args.doc_text_format, args.model)
+        index_dir = index_dir_for(lang, args.doc_text_format, args.model, args.runtime)
         log(f"{lang}: indexing {rec['units']} units -> {index_dir}")
         summary = build_index(repo, index_dir, args.model, env, args.reuse_index)
         res["index"] = summary
@@ -745,7 +752,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics["query_seconds"] = round(secs, 2)
             res["modes"][name] = metrics
             per_q = per_query_metrics(ranked, {q["qid"]: {q["target"]} for q in rec["queries"]}, k=10)
-            with (QUALITY_OUT / lang / f"results-{name}.jsonl").open("w") as fh:
+            suffix = f"-{args.runtime}" if args.runtime else ""
+            with (QUALITY_OUT / lang / f"results-{name}{suffix}.jsonl").open("w") as fh:
                 for q, line in zip(rec["queries"], lines, strict=True):
                     fh.write(json.dumps({**q, "rank": int(per_q[q["qid"]]["rank"]),
                                          "results": line.get("results", [])}) + "\n")
@@ -788,7 +796,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": host,
         "params": {"langs": args.langs, "max_units": args.max_units, "max_queries": args.max_queries,
                    "seed": args.seed, "model": args.model, "doc_text_format": args.doc_text_format,
-                   "modes": mode_names, "with_tests": args.with_tests, "role_prior": args.role_prior},
+                   "runtime": args.runtime, "modes": mode_names, "with_tests": args.with_tests,
+                   "role_prior": args.role_prior},
         "seconds": round(time.perf_counter() - t_start, 1),
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "results": results,

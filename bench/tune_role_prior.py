@@ -40,7 +40,7 @@ from benchlib import OUT, log, machine, write_json  # noqa: E402
 from quality import QUALITY_OUT, TEST_LANGS, index_dir_for  # noqa: E402
 
 from codesearch.config import Settings  # noqa: E402
-from codesearch.embed import TransformerEmbedder  # noqa: E402
+from codesearch.embed import Embedder, load_embedder  # noqa: E402
 from codesearch.errors import UsageError  # noqa: E402
 from codesearch.eval import evaluate  # noqa: E402
 from codesearch.index import IndexReader  # noqa: E402
@@ -57,7 +57,7 @@ MACRO_GAP, LANG_GAP = 0.01, 0.02
 class CachedEncoder:
     """The index's encoder with every query vector kept (documents are never encoded here)."""
 
-    def __init__(self, inner: TransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner = inner
         self.info = inner.info
         self._cache: dict[str, np.ndarray] = {}
@@ -121,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{idir} is missing: run `python bench/quality.py --with-tests` first")
             reader = IndexReader(idir)
             if encoder is None:
-                encoder = CachedEncoder(TransformerEmbedder(reader.meta["model_path"],
-                                                            max_length=int(reader.meta["max_length"]),
-                                                            batch_size=16, threads=1))
+                runtime = "onnx" if "+int8@" in reader.meta.get("model_key", "") else "torch"
+                encoder = CachedEncoder(load_embedder(reader.meta["model_path"],
+                                                      max_length=int(reader.meta["max_length"]),
+                                                      batch_size=16, threads=1, runtime=runtime))
             searchers[(lang, variant)] = Searcher(reader, Settings(), encoder)
 
     tuning: dict[str, Any] = {}

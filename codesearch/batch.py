@@ -183,8 +183,9 @@ def _empty_row(base: dict[str, Any], status: str, error: str) -> dict[str, Any]:
 class _Encoder:
     """A Ray actor holding one encoder: (text_hash, text) batches in, vectors out."""
 
-    def __init__(self, model: str | None, max_length: int, batch_size: int, threads: int) -> None:
-        self.embedder = load_embedder(model, max_length, batch_size=batch_size, threads=threads)
+    def __init__(self, model: str | None, max_length: int, batch_size: int, threads: int,
+                 runtime: str = "auto") -> None:
+        self.embedder = load_embedder(model, max_length, batch_size=batch_size, threads=threads, runtime=runtime)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         texts = [str(t) for t in batch["text"]]
@@ -238,7 +239,7 @@ def index_repositories(repositories: Sequence[Repository], backend: str, setting
     started = time.perf_counter()
     if workers < 1:
         raise UsageError("--workers must be at least 1")
-    model = read_model_info(settings.model, settings.max_length)
+    model = read_model_info(settings.model, settings.max_length, settings.runtime)
     fmt = doc_format(model, settings)
     MilvusStore.check_uri(backend)
     # Ray first: starting Ray's processes while pymilvus' gRPC threads run made its start-up time out here.
@@ -334,7 +335,8 @@ def _embed(store: MilvusStore, units: Any, chosen: np.ndarray, settings: Setting
         return {"text_hash": batch["text_hash"][mask], "text": batch["text"][mask]}
 
     todo = units.map_batches(keep, batch_format="numpy", num_cpus=0.25).map_batches(
-        _Encoder, fn_constructor_args=(settings.model, settings.max_length, settings.batch_size, threads),
+        _Encoder, fn_constructor_args=(settings.model, settings.max_length, settings.batch_size, threads,
+                                       settings.runtime),
         compute=ActorPoolStrategy(size=workers), batch_size=256, batch_format="numpy", num_cpus=1)
     t0 = time.perf_counter()
     if progress:

@@ -18,6 +18,9 @@ from .errors import UsageError
 DOC_TEXT_FORMATS = ("code", "header_code", "header_doc_code")
 SEARCH_MODES = ("semantic", "lexical", "hybrid")
 FUSIONS = ("rrf", "weighted", "coverage")
+#: How the encoder runs: "onnx" (ONNX Runtime, int8 weights: model.int8.onnx), "torch" (fp32), or "auto"
+#: (onnx when the model directory has model.int8.onnx and onnxruntime is installed, else torch).
+RUNTIMES = ("auto", "onnx", "torch")
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,10 @@ class Settings:
         doc_text_format: How units are turned into encoder text (one of DOC_TEXT_FORMATS).
         max_length: Encoder max tokens per unit.
         batch_size: Units per encoder batch.
-        threads: Torch threads for indexing; 0 means all cores.
+        threads: Encoder threads for indexing; 0 means all cores.
+        runtime: How the encoder runs (one of RUNTIMES): "torch" is fp32 (the default: int8 missed the quality
+            budget on the paraphrased fixture queries, docs/benchmarks.md); "auto" uses ONNX Runtime with the
+            model's int8 file (``model.int8.onnx``) when it has one, else torch; "onnx" requires that file.
         max_file_bytes: Files larger than this are skipped (counted as ``too_large``).
         parse_timeout_ms: Time budget for parsing one file; a file over it is skipped (counted as
             ``parse_timeout``); 0 means no limit.
@@ -65,6 +71,7 @@ class Settings:
     max_length: int = 128
     batch_size: int = 32
     threads: int = 0
+    runtime: str = "torch"
     max_file_bytes: int = 1_000_000
     parse_timeout_ms: int = 2000
     ignore: tuple[str, ...] = field(default_factory=tuple)
@@ -87,6 +94,8 @@ class Settings:
                 f"unknown doc_text_format {self.doc_text_format!r} (choose from {', '.join(DOC_TEXT_FORMATS)})")
         if self.mode not in SEARCH_MODES:
             raise UsageError(f"unknown mode {self.mode!r} (choose from {', '.join(SEARCH_MODES)})")
+        if self.runtime not in RUNTIMES:
+            raise UsageError(f"unknown runtime {self.runtime!r} (choose from {', '.join(RUNTIMES)})")
         if self.fusion not in FUSIONS:
             raise UsageError(f"unknown fusion {self.fusion!r} (choose from {', '.join(FUSIONS)})")
         if not 0.0 <= self.semantic_weight <= 1.0:

@@ -1,5 +1,9 @@
 """Encoders: the Embedder protocol, the real TransformerEmbedder, and HashEmbedder for unit tests.
 
+:func:`load_embedder` is the one way the product builds its encoder: ONNX Runtime with the model
+directory's int8 file (``model.int8.onnx``, :class:`codesearch.embed_onnx.OnnxEmbedder`) when it has
+one, else this module's torch encoder (setting ``runtime``). Importing this module imports neither.
+
 ``TransformerEmbedder`` loads a Hugging Face-format BERT directory (``config.json``,
 ``model.safetensors``, ``tokenizer.json`` or ``vocab.txt``) and runs the encoder forward pass
 directly on torch, without importing ``transformers``: that import alone costs about 5 s here,
@@ -33,6 +37,10 @@ log = logging.getLogger(__name__)
 
 #: Characters kept per text before tokenising: far more than max_length tokens of code need.
 _CHARS_PER_TOKEN_CAP = 12
+#: The ONNX Runtime encoder file of a model directory (int8 weights; written by ``codesearch-train onnx``).
+ONNX_FILE = "model.int8.onnx"
+#: ModelInfo.runtime values: what actually computes the vectors.
+TORCH, ONNX_INT8 = "torch", "onnx-int8"
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class ModelInfo:
         dim: Output dimension.
         max_length: Token limit used for documents.
         doc_text_format: The document text format the model was trained for, if its manifest says so.
+        runtime: What computes the vectors: "torch" (fp32, ``model.safetensors``) or "onnx-int8"
+            (``model.int8.onnx``); ``sha256`` is that file's.
     """
 
     model_id: str
@@ -54,11 +64,13 @@ class ModelInfo:
     dim: int
     max_length: int
     doc_text_format: str | None = None
+    runtime: str = TORCH
 
     @property
     def key(self) -> str:
-        """The identity compared between index and query time."""
-        return f"{self.model_id}@{self.sha256[:16]}"
+        """The identity compared between index and query time (int8 vectors never mix with fp32 ones)."""
+        variant = "+int8" if self.runtime == ONNX_INT8 else ""
+        return f"{self.model_id}{variant}@{self.sha256[:16]}"
 
 
 class Embedder(Protocol):
@@ -142,32 +154,118 @@ def model_name(path: Path, config: dict[str, Any], manifest: dict[str, Any]) -> 
     return str(config.get("_name_or_path") or path.name)
 
 
-def read_model_info(model: str | None, max_length: int) -> ModelInfo:
+def onnxruntime_installed() -> bool:
+    """Whether ONNX Runtime can be imported (checked without importing it)."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def resolve_runtime(path: Path, runtime: str) -> str:
+    """Which runtime encodes with the model directory ``path`` under setting ``runtime``.
+
+    Args:
+        path: A model directory.
+        runtime: "auto" (ONNX int8 when ``path`` has ``model.int8.onnx`` and onnxruntime is installed,
+            else torch), "onnx" (required) or "torch".
+
+    Returns:
+        TORCH or ONNX_INT8.
+    """
+    if runtime == "torch":
+        return TORCH
+    has_file = (path / ONNX_FILE).is_file()
+    if runtime == "auto":
+        return ONNX_INT8 if has_file and onnxruntime_installed() else TORCH
+    if runtime != "onnx":
+        raise ModelError(f"unknown runtime {runtime!r} (choose from auto, onnx, torch)")
+    if not has_file:
+        raise ModelError(f"no {ONNX_FILE} in {path}: export it with `codesearch-train onnx {path}`, "
+                         "or set runtime = \"torch\"")
+    if not onnxruntime_installed():
+        raise ModelError("runtime onnx needs onnxruntime (pip install onnxruntime), or set runtime = \"torch\"")
+    return ONNX_INT8
+
+
+def read_model_info(model: str | None, max_length: int, runtime: str = "auto") -> ModelInfo:
     """Identify a model directory without loading its weights.
 
     Args:
         model: Directory, alias ("default", "base") or None for the shipped model.
         max_length: Token limit from the settings (a manifest's ``max_length`` only records what the model
             was exported for: the setting decides, so ``max_length`` in .codesearch.toml always applies).
+        runtime: The ``runtime`` setting (see :func:`resolve_runtime`).
 
     Returns:
         The ModelInfo.
     """
     path = resolve_model_dir(model)
+    resolved = resolve_runtime(path, runtime)
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         manifest_path = path / "manifest.json"
         manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read model config in {path}: {exc}") from None
+    weights = path / ONNX_FILE if resolved == ONNX_INT8 else _weights_file(path)
     return ModelInfo(
         model_id=model_name(path, config, manifest),
-        sha256=file_sha256(_weights_file(path)),
+        sha256=file_sha256(weights),
         path=str(path),
         dim=int(config.get("hidden_size", 0)),
         max_length=int(max_length),
         doc_text_format=manifest.get("doc_text_format"),
+        runtime=resolved,
     )
+
+
+def load_tokenizer(path: Path) -> Any:
+    """The ``tokenizers.Tokenizer`` of a model directory (tokenizer.json, else WordPiece from vocab.txt), unpadded."""
+    from tokenizers import Tokenizer
+
+    if (path / "tokenizer.json").is_file():
+        try:
+            tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+        except Exception as exc:  # the Rust library raises its own exception type
+            raise ModelError(f"cannot read {path / 'tokenizer.json'}: {exc}") from None
+    elif (path / "vocab.txt").is_file():
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        tok = BertWordPieceTokenizer(str(path / "vocab.txt"), lowercase=True)
+    else:
+        raise ModelError(f"no tokenizer.json or vocab.txt in {path}")
+    tok.no_padding()
+    return tok
+
+
+def text_prefixes(path: Path) -> dict[str, str]:
+    """{"query": prefix, "document": prefix} from the model directory's manifest (empty without one)."""
+    manifest = path / "manifest.json"
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {manifest}: {exc}") from None
+    return {"query": str(meta.get("query_prefix", "")), "document": str(meta.get("document_prefix", ""))}
+
+
+def tokenize(tok: Any, texts: Sequence[str], kind: str, max_length: int, positions: int,
+             prefixes: dict[str, str]) -> list[Any]:
+    """Tokenise like every encoder of this package: prefix, character cap, truncation, no padding.
+
+    Args:
+        tok: A ``tokenizers.Tokenizer`` (not shared between threads while this runs).
+        texts: The texts.
+        kind: "document" (truncated to ``max_length``) or "query" (to the model's positions, at most 512).
+        max_length: Document token limit.
+        positions: The model's position embeddings.
+        prefixes: From :func:`text_prefixes`.
+
+    Returns:
+        One ``tokenizers.Encoding`` per text.
+    """
+    limit = max_length if kind == "document" else min(positions, 512)
+    prefix = prefixes.get(kind, "")
+    cap = limit * _CHARS_PER_TOKEN_CAP
+    tok.enable_truncation(limit)
+    return list(tok.encode_batch([prefix + t[:cap] for t in texts]))
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -198,9 +296,8 @@ class TransformerEmbedder:
                  threads: int = 0) -> None:
         import torch
         from safetensors.torch import load_file
-        from tokenizers import Tokenizer
 
-        self.info = read_model_info(model, max_length)
+        self.info = read_model_info(model, max_length, runtime="torch")
         path = Path(self.info.path)
         if threads > 0:
             torch.set_num_threads(threads)
@@ -218,19 +315,8 @@ class TransformerEmbedder:
         except Exception as exc:  # safetensors raises its own error types
             raise ModelError(f"cannot load weights from {path}: {exc}") from None
         self._w = self._prepare_weights(raw)
-        manifest = path / "manifest.json"
-        meta = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
-        self._prefix = {"query": meta.get("query_prefix", ""), "document": meta.get("document_prefix", "")}
-        if (path / "tokenizer.json").is_file():
-            tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-        elif (path / "vocab.txt").is_file():
-            from tokenizers.implementations import BertWordPieceTokenizer
-
-            tok = BertWordPieceTokenizer(str(path / "vocab.txt"), lowercase=True)
-        else:
-            raise ModelError(f"no tokenizer.json or vocab.txt in {path}")
-        tok.no_padding()
-        self._tok = tok
+        self._prefix = text_prefixes(path)
+        self._tok = load_tokenizer(path)
         self._lock = threading.Lock()
         self._torch = torch
         #: Running total of tokens encoded (for throughput reports).
@@ -287,11 +373,7 @@ class TransformerEmbedder:
         return [len(e.ids) for e in self._tokenize(list(texts), "document")]
 
     def _tokenize(self, texts: list[str], kind: str) -> list[Any]:
-        limit = self.max_length if kind == "document" else min(self._positions, 512)
-        prefix = self._prefix.get(kind, "")
-        cap = limit * _CHARS_PER_TOKEN_CAP
-        self._tok.enable_truncation(limit)
-        return self._tok.encode_batch([prefix + t[:cap] for t in texts])
+        return tokenize(self._tok, texts, kind, self.max_length, self._positions, self._prefix)
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """Encode texts into L2-normalised vectors.
@@ -356,9 +438,27 @@ class HashEmbedder:
         return out
 
 
-def load_embedder(model: str | None, max_length: int, batch_size: int = 32, threads: int = 0) -> Embedder:
-    """Load the real encoder for ``model`` (None: packaged default); ``CODESEARCH_FAKE_EMBEDDER`` is not read here."""
-    return TransformerEmbedder(model, max_length=max_length, batch_size=batch_size, threads=threads)
+def load_embedder(model: str | None, max_length: int, batch_size: int = 32, threads: int = 0,
+                  runtime: str = "auto") -> Embedder:
+    """Load the real encoder for ``model``: every part of the product builds its encoder here.
+
+    Args:
+        model: Directory, alias ("default", "base") or None for the shipped model.
+        max_length: Document token limit.
+        batch_size: Texts per forward pass.
+        threads: Intra-op threads (0: all cores).
+        runtime: The ``runtime`` setting: "auto" (ONNX int8 when the directory has ``model.int8.onnx``),
+            "onnx" or "torch".
+
+    Returns:
+        An :class:`~codesearch.embed_onnx.OnnxEmbedder` or a :class:`TransformerEmbedder`.
+    """
+    path = resolve_model_dir(model)
+    if resolve_runtime(path, runtime) == ONNX_INT8:
+        from .embed_onnx import OnnxEmbedder
+
+        return OnnxEmbedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)
+    return TransformerEmbedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)
 
 
 def cpu_threads() -> int:

@@ -20,7 +20,7 @@ import parsers
 from parsers import ParseError, ParseTimeout, Symbol
 
 from .config import Settings
-from .embed import Embedder, ModelInfo, TransformerEmbedder, cpu_threads, read_model_info
+from .embed import Embedder, ModelInfo, cpu_threads, load_embedder, read_model_info
 from .errors import UsageError
 from .index import (
     INDEX_FEATURE_VERSION,
@@ -187,7 +187,8 @@ def index_repository(root: Path, settings: Settings, embedder: Embedder | None =
         extra_ignore.append(f"/{rel_index}/")
     except ValueError:
         pass
-    model = embedder.info if embedder is not None else read_model_info(settings.model, settings.max_length)
+    model = embedder.info if embedder is not None else read_model_info(settings.model, settings.max_length,
+                                                                       settings.runtime)
     fmt = doc_format(model, settings)
     report = IndexReport(root=str(root), index_dir=str(index_dir))
     with WriterLock(index_dir) if lock else contextlib.nullcontext():
@@ -288,8 +289,8 @@ def _embed_missing(writer: IndexWriter, updated: list[tuple[FileRecord, list[tup
     todo = sorted(missing, key=lambda h: len(texts[h]))
     if embedder is None:
         threads = settings.threads or cpu_threads()
-        embedder = TransformerEmbedder(settings.model, max_length=settings.max_length,
-                                       batch_size=settings.batch_size, threads=threads)
+        embedder = load_embedder(settings.model, max_length=settings.max_length,
+                                 batch_size=settings.batch_size, threads=threads, runtime=settings.runtime)
     tokens_before = getattr(embedder, "tokens_encoded", 0)
     t0 = time.perf_counter()
     if progress:

@@ -41,7 +41,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from .config import Settings
-from .embed import Embedder, TransformerEmbedder, cpu_threads
+from .embed import Embedder, cpu_threads, load_embedder
 from .errors import CodesearchError, IndexCorrupt, IndexLocked, IndexMissing, IndexStale, UsageError
 from .index import IndexReader
 from .indexer import index_repository
@@ -94,7 +94,7 @@ class CodesearchServer(LanguageServer):
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="codesearch-query")
         # Requests to the watch daemon wait for its updates: kept off the query threads.
         self._daemon_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codesearch-daemon")
-        self._embedders: dict[tuple[str | None, int, int], TransformerEmbedder] = {}
+        self._embedders: dict[tuple[str | None, int, int, str], Embedder] = {}
         self._pending: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._started = False
         self.shutting_down = False
@@ -249,18 +249,19 @@ class CodesearchServer(LanguageServer):
 
     # ---- opening and updating indexes (index worker thread) ---------------------------------------
 
-    def embedder_for(self, settings: Settings) -> TransformerEmbedder:
+    def embedder_for(self, settings: Settings) -> Embedder:
         """The encoder for ``settings`` (loaded once per model).
 
-        One torch thread, like the watch daemon and ``codesearch query`` (so query vectors equal
+        One encoder thread, like the watch daemon and ``codesearch query`` (so query vectors equal
         theirs bit for bit, and a query is not slowed by thread contention); index builds spread
         document batches over every core instead (:func:`_build_encoder`).
         """
         threads = settings.threads or 1
-        key = (settings.model, settings.max_length, threads)
+        key = (settings.model, settings.max_length, threads, settings.runtime)
         if key not in self._embedders:
-            self._embedders[key] = TransformerEmbedder(settings.model, max_length=settings.max_length,
-                                                       batch_size=settings.batch_size, threads=threads)
+            self._embedders[key] = load_embedder(settings.model, max_length=settings.max_length,
+                                                 batch_size=settings.batch_size, threads=threads,
+                                                 runtime=settings.runtime)
         return self._embedders[key]
 
     def _open_root(self, root: RootIndex) -> None:
@@ -292,7 +293,7 @@ class CodesearchServer(LanguageServer):
         self._set_state(root, "ready", self._summary(root))
         self._call_soon(self._refresh_buffers, root)  # against the updated index
 
-    def _try_open(self, root: RootIndex, embedder: TransformerEmbedder) -> bool:
+    def _try_open(self, root: RootIndex, embedder: Embedder) -> bool:
         """Open the index for searching if it is usable as it is; returns whether it is open."""
         if root.searcher is not None:
             return True
@@ -698,7 +699,7 @@ class CodesearchServer(LanguageServer):
                 self._log(f"codesearch: {exc}", types.MessageType.Warning)
                 continue
             index_fields = ("model", "index_dir", "ignore", "max_length", "doc_text_format", "max_file_bytes",
-                            "threads")
+                            "threads", "runtime")
             if any(getattr(settings, f) != getattr(root.settings, f) for f in index_fields):
                 uri = root.uri
                 self.remove_root(uri)

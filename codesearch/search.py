@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from .config import Settings, load_settings
-from .embed import Embedder, TransformerEmbedder, file_sha256, read_model_info
+from .embed import Embedder, load_embedder, read_model_info
 from .errors import IndexStale, ModelError, UsageError
 from .index import Filters, IndexReader, find_index_dir, fts_columns
 from .lexical import query_tokens
@@ -246,24 +246,22 @@ class Searcher:
         meta = self.store.meta
         wanted = self.settings.model
         path = wanted or meta.get("model_path")
+        if path is not None and not Path(path).is_dir():
+            path = wanted  # the index's model moved (a reinstall): the configured one, by default the shipped one
+        runtime = self.settings.runtime
+        if runtime == "auto":
+            # Queries use the runtime the index was built with: an index of fp32 vectors keeps working.
+            runtime = "onnx" if "+int8@" in str(meta.get("model_key", "")) else "torch"
         try:
-            if path is None or not Path(path).is_dir():
-                info = read_model_info(wanted, self.settings.max_length)
-            else:
-                weights = Path(path) / "model.safetensors"
-                if not wanted and weights.is_file() and file_sha256(weights) == meta.get("model_sha256"):
-                    info = None
-                else:
-                    info = read_model_info(path, self.settings.max_length)
+            info = read_model_info(path, self.settings.max_length, runtime)
         except ModelError as exc:
             raise IndexStale(f"the index's model is not available ({exc}); run `codesearch index` to rebuild") \
                 from None
-        if info is not None and info.key != meta.get("model_key"):
+        if info.key != meta.get("model_key"):
             raise IndexStale(f"index was built with model {meta.get('model_key')}, but the configured model is "
                              f"{info.key}; run `codesearch index` to rebuild")
-        model_dir = info.path if info is not None else path
-        return TransformerEmbedder(model_dir, max_length=int(meta.get("max_length", "256")), batch_size=16,
-                                   threads=self.settings.threads or 1)
+        return load_embedder(info.path, max_length=int(meta.get("max_length", "256")), batch_size=16,
+                             threads=self.settings.threads or 1, runtime=runtime)
 
     def search(self, query: str | Query, k: int | None = None, mode: str | None = None,
                languages: Sequence[str] = (), paths: Sequence[str] = (), kinds: Sequence[str] = (),

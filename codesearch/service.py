@@ -27,7 +27,7 @@ import numpy as np
 
 from . import client
 from .config import SEARCH_MODES, Settings
-from .embed import Embedder, TransformerEmbedder, cpu_threads
+from .embed import Embedder, cpu_threads, load_embedder
 from .errors import CodesearchError, IndexLocked, IndexMissing, UsageError
 from .index import IndexReader, WriterLock, find_index_dir, row_to_symbol
 from .indexer import IndexReport
@@ -163,8 +163,8 @@ class Service:
         workers = max(1, (self.settings.threads or cpu_threads()) // intra)
         inner = self._given_embedder
         if inner is None:
-            inner = TransformerEmbedder(self.settings.model, max_length=self.settings.max_length,
-                                        batch_size=self.settings.batch_size, threads=intra)
+            inner = load_embedder(self.settings.model, max_length=self.settings.max_length,
+                                  batch_size=self.settings.batch_size, threads=intra, runtime=self.settings.runtime)
         return ParallelEmbedder(inner, workers, stopping=self._check_stop)
 
     def _writer_failed(self, exc: BaseException) -> None:
@@ -520,4 +520,6 @@ class Service:
             raise UsageError(f"bad settings: {exc}") from None
         if (settings.model or None) != (self.settings.model or None):
             raise Mismatch("the daemon runs another model than this query asks for")
+        if settings.runtime != self.settings.runtime:
+            raise Mismatch("the daemon runs another encoder runtime than this query asks for")
         return settings

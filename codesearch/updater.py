@@ -46,7 +46,7 @@ class Stopping(Exception):
 
 
 class ParallelEmbedder:
-    """Encodes documents on several Python threads with one torch thread each.
+    """Encodes documents on several Python threads with one encoder (torch or ONNX Runtime) thread each.
 
     The daemon keeps torch at one intra-op thread so that its query vectors equal those of an
     in-process ``codesearch query`` bit for bit (torch's results vary in the last bits with its
@@ -54,7 +54,7 @@ class ParallelEmbedder:
     check between chunks lets a shutdown abandon a long re-embedding within about one chunk.
 
     Args:
-        inner: The encoder (thread-safe: TransformerEmbedder is).
+        inner: The encoder (thread-safe: TransformerEmbedder and OnnxEmbedder are).
         workers: Encoder calls in flight at once.
         stopping: Raises to abandon the current run (checked between chunks).
     """

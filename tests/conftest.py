@@ -29,8 +29,19 @@ REPOS = FIXTURES / "repos"
 
 
 @pytest.fixture(scope="session")
+def shipped_embedder():
+    """What users get: the shipped model on the default runtime, loaded once per session."""
+    from codesearch.config import Settings
+    from codesearch.embed import load_embedder
+
+    defaults = Settings()
+    return load_embedder(None, max_length=defaults.max_length, batch_size=defaults.batch_size,
+                         runtime=defaults.runtime)
+
+
+@pytest.fixture(scope="session")
 def real_embedder():
-    """The shipped code-search model with the default settings, loaded once per session (what users get)."""
+    """The shipped code-search model on torch (fp32, the reference the int8 runtime is checked against)."""
     from codesearch.config import Settings
     from codesearch.embed import TransformerEmbedder
 

@@ -513,13 +513,13 @@ def test_protocol_is_documented(name):
 # A `codesearch watch` daemon already serves the repository
 
 
-def test_a_running_watch_daemon_keeps_the_index_fresh(tmp_path, real_embedder):
+def test_a_running_watch_daemon_keeps_the_index_fresh(tmp_path, shipped_embedder):
     from codesearch.config import load_settings
     from codesearch.daemon import Daemon
 
     root = tmp_path / "repo"
     shutil.copytree(FIXTURE, root)
-    daemon = Daemon(root, load_settings(root), embedder=real_embedder)
+    daemon = Daemon(root, load_settings(root), embedder=shipped_embedder)
     daemon.start()
     session = None
     try:

@@ -18,12 +18,12 @@ QUERIES = ["add a product to the cart", "round half to even", 'price "percent"',
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory, real_embedder):
+def indexed(tmp_path_factory, shipped_embedder):
     root = tmp_path_factory.mktemp("overlay") / "repo"
     shutil.copytree(FIXTURE, root)
     settings = load_settings(root)
-    index_repository(root, settings, real_embedder)
-    encoder = QueryVectorCache(real_embedder)
+    index_repository(root, settings, shipped_embedder)
+    encoder = QueryVectorCache(shipped_embedder)
     searcher = Searcher(IndexReader(find_index_dir(root, None)), settings, encoder)
     yield root, searcher
     searcher.close()

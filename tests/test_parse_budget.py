@@ -55,7 +55,8 @@ def test_pathological_parse_is_cut_at_the_budget():
     full, raised = _timed(extract, src, "javascript", "gen/table.js")
     assert raised is None
     budget = 0.1
-    assert full > budget + 1.5, f"the generated file parsed in {full:.2f} s: not pathological enough for this test"
+    # Slow enough that a cut at the budget is told apart from a finished parse, on a quiet machine too.
+    assert full > 5 * budget, f"the generated file parsed in {full:.2f} s: not pathological enough for this test"
     cut, raised = _timed(extract, src, "javascript", "gen/table.js", timeout=budget)
     assert isinstance(raised, ParseTimeout) and raised.budget == budget
     assert "gen/table.js" in str(raised)

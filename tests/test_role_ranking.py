@@ -48,16 +48,16 @@ FEATURES = [
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, real_embedder):
+def repo(tmp_path_factory, shipped_embedder):
     root = tmp_path_factory.mktemp("roles") / "repo"
     shutil.copytree(FIXTURE, root)
-    index_repository(root, Settings(), embedder=real_embedder)
+    index_repository(root, Settings(), embedder=shipped_embedder)
     return root
 
 
 @pytest.fixture(scope="module")
-def searcher(repo, real_embedder):
-    s = Searcher.open(repo, Settings(), embedder=real_embedder)
+def searcher(repo, shipped_embedder):
+    s = Searcher.open(repo, Settings(), embedder=shipped_embedder)
     yield s
     s.close()
 

@@ -37,12 +37,12 @@ QUERIES = load_queries()
 
 
 @pytest.fixture(scope="module")
-def searcher(tmp_path_factory, real_embedder):
+def searcher(tmp_path_factory, shipped_embedder):
     root = tmp_path_factory.mktemp("quality") / "all"
     for repo in sorted(REPOS.glob("mini_*")):
         shutil.copytree(repo, root / repo.name)
-    index_repository(root, Settings(), embedder=real_embedder)
-    s = Searcher.open(root, Settings(), embedder=real_embedder)
+    index_repository(root, Settings(), embedder=shipped_embedder)
+    s = Searcher.open(root, Settings(), embedder=shipped_embedder)
     yield s
     s.close()
 

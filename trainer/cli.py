@@ -227,6 +227,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                             data_manifest=_read_json(args.work / "data" / "manifest.json"),
                             train_configs=configs, metrics=metrics, ship=ship)
     out = args.out or args.work / "export"
+    if not args.no_onnx:
+        _write_onnx(out)
     print(json.dumps({"exported": str(out), "ship": manifest["ship"]}, indent=2))
     if args.ship:
         if not manifest["ship"]["ship"] and not args.force:
@@ -236,6 +238,30 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         ship_model(out, SHIPPED_MODEL)
         print(f"shipped: {out} -> {SHIPPED_MODEL}")
+    return 0
+
+
+def _write_onnx(model_dir: Path) -> dict[str, Any]:
+    """Write model_dir/model.int8.onnx and check it against the torch encoder on a few texts."""
+    from .onnx_export import compare, export_onnx
+
+    path = export_onnx(model_dir)
+    sample = ["def read_config(path):\n    \"\"\"Read a TOML settings file.\"\"\"\n    return toml.load(path)",
+              "func (s *Server) Close() error { return s.ln.Close() }",
+              "public static String join(List<String> parts, String sep)"]
+    check = compare(model_dir, sample)
+    log.info("wrote %s (%.1f MB); cosine to the torch encoder: min %.4f, mean %.4f", path,
+             path.stat().st_size / 1e6, check["min"], check["mean"])
+    return {"onnx": str(path), "bytes": path.stat().st_size, "cosine_to_torch": check}
+
+
+def cmd_onnx(args: argparse.Namespace) -> int:
+    """Write MODEL_DIR/model.int8.onnx (the ONNX Runtime encoder codesearch runs by default)."""
+    model_dir = args.model_dir
+    if not (model_dir / "config.json").is_file() or not (model_dir / "model.safetensors").is_file():
+        print(f"not a model directory (needs config.json and model.safetensors): {model_dir}", file=sys.stderr)
+        return 1
+    print(json.dumps(_write_onnx(model_dir), indent=2))
     return 0
 
 
@@ -328,7 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ship", action="store_true",
                    help="install the export as codesearch's default model (codesearch/model) if the verdict says so")
     p.add_argument("--force", action="store_true", help="with --ship: ship even without a winning verdict")
+    p.add_argument("--no-onnx", action="store_true", help="do not write model.int8.onnx (the ONNX Runtime encoder)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("onnx", help="write MODEL_DIR/model.int8.onnx, the int8 ONNX Runtime encoder codesearch runs")
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    p.set_defaults(func=cmd_onnx)
 
     p = sub.add_parser("all", help="every step in order")
     work(p)

@@ -1,0 +1,169 @@
+"""ONNX export: a model directory's BERT encoder as ``model.int8.onnx``, what ``codesearch`` runs by default.
+
+Three steps, each chosen by measurement on AVX2 CPUs without VNNI (docs/design.md, bench/runtime.py):
+
+1. **Export** the Hugging Face ``BertModel`` with the legacy TorchScript exporter (``dynamo=False``) and
+   eager attention: ONNX Runtime's transformer optimizer fuses that attention pattern into one
+   ``Attention`` node; a dynamo export of SDPA attention is not fused.
+2. **Optimise** with ``onnxruntime.transformers.optimizer`` (attention, layer norm, GELU, embedding fusions).
+3. **Quantise** the weights dynamically to **uint8, one scale per output channel** (activations are
+   quantised to uint8 at run time: ORT's u8u8 kernels). This keeps cosine 0.990 min / 0.995 mean to fp32 on
+   code and the benchmark's MRR (docs/benchmarks.md). Signed int8 weights (u8s8 kernels, ORT's default)
+   per tensor lose too much (0.93 / 0.96); per channel they keep 0.987 / 0.995 and are faster on CPUs with
+   VNNI (1.24x torch fp32 per core vs 0.88x, on a Xeon with AVX-512 VNNI), but cost about 0.006 semantic
+   MRR@10 on the benchmark (outside the quality budget), and without VNNI their ``vpmaddubsw`` sums
+   saturate (cosine 0.956 on an AVX2 EPYC), where uint8 per channel ran 1.65x torch fp32 in bulk.
+   The fused graph has tensors without type information, so ``DefaultTensorType`` is set to float.
+
+The encoder's input is ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, batch x seq) and its
+output ``last_hidden_state`` (batch x seq x dim); pooling and normalisation stay in
+``codesearch.embed_onnx`` (numpy), as in the torch encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from codesearch.embed import ONNX_FILE
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ONNX_FILE", "compare", "export_fp32", "export_onnx", "export_raw"]
+
+#: The fp32 graph before quantisation (bench/runtime.py compares it; not shipped).
+FP32_FILE = "model.fp32.onnx"
+
+
+class _HiddenStates(torch.nn.Module):
+    """BertModel -> last_hidden_state, with positional inputs (what the exporter traces)."""
+
+    def __init__(self, bert: Any) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                         token_type_ids=token_type_ids).last_hidden_state  # (batch, seq, dim)
+
+
+def _load_bert(model_dir: Path) -> Any:
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig.from_dict(json.loads((model_dir / "config.json").read_text(encoding="utf-8")))
+    config._attn_implementation = "eager"  # the pattern ORT's optimizer fuses (SDPA exports are not fused)
+    bert = BertModel(config, add_pooling_layer=False)
+    weights = {k.removeprefix("bert."): v.float() for k, v in load_file(str(model_dir / "model.safetensors")).items()}
+    wanted = bert.state_dict()
+    missing = [k for k in wanted if k not in weights and not k.endswith("position_ids")]
+    if missing:
+        raise ValueError(f"weights in {model_dir} lack {len(missing)} tensors, e.g. {missing[:3]}")
+    bert.load_state_dict({k: v for k, v in weights.items() if k in wanted}, strict=False)
+    return bert.eval(), config
+
+
+def export_raw(model_dir: Path, dest: Path, opset: int = 17) -> Path:
+    """Step 1 only: the unfused fp32 graph (what runtimes without ORT's fused operators read, e.g. OpenVINO)."""
+    _export_raw(Path(model_dir), Path(dest), opset)
+    return Path(dest)
+
+
+def _export_raw(model_dir: Path, dest: Path, opset: int) -> Any:
+    bert, config = _load_bert(model_dir)
+    ids = torch.ones((2, 8), dtype=torch.long)
+    mask = torch.ones_like(ids)
+    axes = {0: "batch", 1: "seq"}
+    with torch.no_grad(), warnings.catch_warnings():
+        # Tracing notes about Python booleans and index ops: shapes stay dynamic (checked by the tests).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_HiddenStates(bert), (ids, mask, torch.zeros_like(ids)), str(dest),
+                          input_names=["input_ids", "attention_mask", "token_type_ids"],
+                          output_names=["last_hidden_state"],
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
+                                        "last_hidden_state": axes},
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+    return config
+
+
+def export_fp32(model_dir: Path, dest: Path, opset: int = 17) -> Path:
+    """Export and optimise (steps 1-2) to the fp32 graph ``dest``.
+
+    Args:
+        model_dir: A model directory (config.json, model.safetensors).
+        dest: The .onnx file to write.
+        opset: ONNX opset.
+
+    Returns:
+        ``dest``.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with tempfile.TemporaryDirectory(prefix="codesearch-onnx-") as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        config = _export_raw(Path(model_dir), raw, opset)
+        opt = optimize_model(str(raw), model_type="bert", num_heads=int(config.num_attention_heads),
+                             hidden_size=int(config.hidden_size))
+        fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+        log.info("fused operators: %s", fused)
+        opt.save_model_to_file(str(dest))
+    return dest
+
+
+def export_onnx(model_dir: Path, dest: Path | None = None, opset: int = 17) -> Path:
+    """Write ``model_dir/model.int8.onnx`` (or ``dest``): export, optimise, quantise (module docstring).
+
+    Args:
+        model_dir: A model directory (config.json, model.safetensors).
+        dest: Where to write (default ``model_dir/model.int8.onnx``); replaced atomically.
+        opset: ONNX opset.
+
+    Returns:
+        The file written.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model_dir = Path(model_dir)
+    dest = Path(dest) if dest is not None else model_dir / ONNX_FILE
+    with tempfile.TemporaryDirectory(prefix="codesearch-onnx-") as tmp:
+        fp32 = export_fp32(model_dir, Path(tmp) / FP32_FILE, opset)
+        out = Path(tmp) / ONNX_FILE
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.WARNING))  # the quantiser logs a line per tensor on the root logger
+        try:
+            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QUInt8, per_channel=True,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        finally:
+            root.setLevel(level)
+        staged = dest.with_name(dest.name + ".tmp")
+        shutil.copyfile(out, staged)
+        staged.chmod(0o644)
+        staged.replace(dest)
+    return dest
+
+
+def compare(model_dir: Path, texts: Sequence[str], kind: str = "document", max_length: int = 128) -> dict[str, float]:
+    """Cosine between the torch encoder's and the ONNX encoder's vectors of ``texts`` (one per text).
+
+    Returns:
+        {"min": ..., "mean": ..., "texts": n}.
+    """
+    from codesearch.embed import TransformerEmbedder
+    from codesearch.embed_onnx import OnnxEmbedder
+
+    a = TransformerEmbedder(str(model_dir), max_length=max_length).encode(list(texts), kind=kind)
+    b = OnnxEmbedder(str(model_dir), max_length=max_length).encode(list(texts), kind=kind)
+    cos = np.sum(a * b, axis=1)  # both L2-normalised
+    return {"min": float(cos.min()), "mean": float(cos.mean()), "texts": len(texts)}
