@@ -71,6 +71,8 @@ def weighted_fusion(sides: Sequence[Sequence[tuple[int, float]]], weights: Seque
 #: to this power (chosen with bench/paraphrase.py on the tune split, docs/benchmarks.md).
 COVERAGE_POWER = 1.0
 _SUFFIXES = ("ing", "ed", "es", "s")
+#: Most units whose lexical terms one warm searcher keeps (a few hundred bytes each).
+_TERMS_CACHE = 50_000
 
 
 def _stem(token: str) -> str:
@@ -100,12 +102,18 @@ def term_weights(text: str, reader: TermStatistics) -> dict[str, float]:
     return {t: math.log(1.0 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
 
 
-def coverage(weights: Mapping[str, float], symbol: Symbol) -> float:
+def unit_terms(symbol: Symbol) -> frozenset[str]:
+    """The (crudely stemmed) lexical tokens of a unit: what :func:`coverage` looks for."""
+    return frozenset(_stem(t) for column in fts_columns(symbol) for t in column.split())
+
+
+def coverage(weights: Mapping[str, float], symbol: Symbol, terms: frozenset[str] | None = None) -> float:
     """How much of the query a unit contains: the idf-weighted fraction of its tokens found in the unit.
 
     Args:
         weights: :func:`term_weights` of the query.
         symbol: The unit; its tokens are those the lexical index holds (qualified name, doc, code).
+        terms: The unit's :func:`unit_terms` if already known (a warm searcher caches them).
 
     Returns:
         A value in [0, 1]: 1 when the unit has every query token, near 0 when it shares only common ones.
@@ -113,7 +121,7 @@ def coverage(weights: Mapping[str, float], symbol: Symbol) -> float:
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    have = {_stem(t) for column in fts_columns(symbol) for t in column.split()}
+    have = terms if terms is not None else unit_terms(symbol)
     return sum(w for t, w in weights.items() if _stem(t) in have) / total
 
 
@@ -223,6 +231,8 @@ class Searcher:
         self.settings = settings
         self._embedder = embedder
         self._lock = threading.Lock()
+        #: unit id -> unit_terms: a unit's text never changes under its id (an edit makes a new id)
+        self._unit_terms: dict[int, frozenset[str]] = {}
         if embedder is not None and embedder.info.key != self.store.meta.get("model_key"):
             raise IndexStale(f"index was built with model {self.store.meta.get('model_key')}, "
                              f"but the query encoder is {embedder.info.key}; run `codesearch index` to rebuild")
@@ -262,6 +272,14 @@ class Searcher:
                              f"{info.key}; run `codesearch index` to rebuild")
         return load_embedder(info.path, max_length=int(meta.get("max_length", "256")), batch_size=16,
                              threads=self.settings.threads or 1, runtime=runtime)
+
+    def _terms_of(self, uid: int, symbol: Symbol) -> frozenset[str]:
+        terms = self._unit_terms.get(uid)
+        if terms is None:
+            if len(self._unit_terms) >= _TERMS_CACHE:
+                self._unit_terms.clear()
+            terms = self._unit_terms[uid] = unit_terms(symbol)
+        return terms
 
     def search(self, query: str | Query, k: int | None = None, mode: str | None = None,
                languages: Sequence[str] = (), paths: Sequence[str] = (), kinds: Sequence[str] = (),
@@ -314,7 +332,7 @@ class Searcher:
                 # A store without term statistics (the Milvus backend) fuses without the coverage scaling.
                 if self.settings.fusion == "coverage" and lex and hasattr(store, "document_frequencies"):
                     weights = term_weights(text, store)
-                    strength = {uid: coverage(weights, sym)
+                    strength = {uid: coverage(weights, sym, self._terms_of(uid, sym))
                                 for uid, sym in store.symbols([uid for uid, _ in lex]).items()}
                 scored = fuse(sem, lex, self.settings, strength)
             if prefer is not None:
