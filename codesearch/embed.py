@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -246,6 +246,25 @@ def text_prefixes(path: Path) -> dict[str, str]:
     return {"query": str(meta.get("query_prefix", "")), "document": str(meta.get("document_prefix", ""))}
 
 
+def padded_batches(encodings: Sequence[Any], batch_size: int) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """The batches of an encoder, shortest texts first (little padding is computed).
+
+    Yields:
+        (indices into ``encodings``, ids, attention mask): int64 arrays (batch, longest text of the batch).
+    """
+    order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(len(encodings[i].ids) for i in chunk)
+        ids = np.zeros((len(chunk), width), dtype=np.int64)
+        mask = np.zeros((len(chunk), width), dtype=np.int64)
+        for row, i in enumerate(chunk):
+            seq = encodings[i].ids
+            ids[row, :len(seq)] = seq
+            mask[row, :len(seq)] = 1
+        yield chunk, ids, mask
+
+
 def tokenize(tok: Any, texts: Sequence[str], kind: str, max_length: int, positions: int,
              prefixes: dict[str, str]) -> list[Any]:
     """Tokenise like every encoder of this package: prefix, character cap, truncation, no padding.
@@ -391,18 +410,10 @@ class TransformerEmbedder:
             return out
         with self._lock:
             encodings = self._tokenize(list(texts), kind)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         self.tokens_encoded += sum(len(e.ids) for e in encodings)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
-                width = max(len(encodings[i].ids) for i in chunk)
-                ids = torch.zeros((len(chunk), width), dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, i in enumerate(chunk):
-                    seq = encodings[i].ids
-                    ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-                    mask[row, :len(seq)] = 1
+            for chunk, ids_np, mask_np in padded_batches(encodings, self.batch_size):
+                ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
                 pooled = mean_pool(self._forward(ids, mask), mask)  # (batch, dim)
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
                 out[chunk] = pooled.numpy()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .embed import ONNX_FILE, cpu_threads, load_tokenizer, read_model_info, text_prefixes, tokenize
+from .embed import ONNX_FILE, cpu_threads, load_tokenizer, padded_batches, read_model_info, text_prefixes, tokenize
 from .errors import ModelError
 
 
@@ -110,17 +110,8 @@ class OnnxEmbedder:
             return out
         with self._lock:
             encodings = tokenize(self._tok, list(texts), kind, self.max_length, self._positions, self._prefix)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         self.tokens_encoded += sum(len(e.ids) for e in encodings)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            width = max(len(encodings[i].ids) for i in chunk)
-            ids = np.zeros((len(chunk), width), dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for row, i in enumerate(chunk):
-                seq = encodings[i].ids
-                ids[row, :len(seq)] = seq
-                mask[row, :len(seq)] = 1
+        for chunk, ids, mask in padded_batches(encodings, self.batch_size):
             try:
                 out[chunk] = self._run(ids, mask)
             except Exception as exc:  # an ORT failure at run time (a broken graph loads but cannot run)
