@@ -676,18 +676,11 @@ class IndexReader:
         if not filters:
             return None
         sql, args = "SELECT id, path FROM units WHERE 1=1", []
-        if filters.languages:
-            sql += f" AND language IN ({','.join('?' * len(filters.languages))})"
-            args += list(filters.languages)
-        if filters.kinds:
-            sql += f" AND kind IN ({','.join('?' * len(filters.kinds))})"
-            args += list(filters.kinds)
-        if filters.roles:
-            sql += f" AND role IN ({','.join('?' * len(filters.roles))})"
-            args += list(filters.roles)
-        if filters.not_roles:
-            sql += f" AND role NOT IN ({','.join('?' * len(filters.not_roles))})"
-            args += list(filters.not_roles)
+        for column, op, values in (("language", "IN", filters.languages), ("kind", "IN", filters.kinds),
+                                   ("role", "IN", filters.roles), ("role", "NOT IN", filters.not_roles)):
+            if values:
+                sql += f" AND {column} {op} ({','.join('?' * len(values))})"
+                args += list(values)
         ids = [r[0] for r in self.conn.execute(sql, args) if filters.path_ok(r[1])]
         return np.asarray(ids, dtype=np.int64)
 
