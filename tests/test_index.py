@@ -304,7 +304,8 @@ def test_reader_follows_generations_by_delta(make_repo, hash_embedder):
             held = reader._faiss
         for i in range(3):
             (root / f"m{i}.py").write_text(f"def more_{i}():\n    return {i}\n")
-            (root / "pkg/b.go").unlink() if i == 1 else None
+            if i == 1:
+                (root / "pkg/b.go").unlink()
             idx(root, hash_embedder)
             with reader.snapshot():
                 assert reader._faiss is held  # followed in place, no file read
@@ -338,7 +339,9 @@ def test_missing_or_damaged_snapshot_is_rebuilt_from_sqlite(make_repo, hash_embe
     idx(root, hash_embedder)
     (root / "n.py").write_text("def added():\n    return 1\n")
     idx(root, hash_embedder)
-    (_g, path), = __import__("codesearch.index", fromlist=["snapshots"]).snapshots(idir)
+    from codesearch.index import snapshots
+
+    (_g, path), = snapshots(idir)
     path.write_bytes(b"not a faiss file")
     gen, mine, built = _reader_state(idir)
     assert gen == 2 and mine == built and len(mine[0]) == 5
