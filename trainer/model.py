@@ -31,6 +31,24 @@ CHARS_PER_TOKEN_CAP = 12
 TEXT_KEYS = ("query_prefix", "document_prefix")
 
 
+def load_bert(path: Path, attn_implementation: str | None = None) -> tuple[Any, Any]:
+    """A Hugging Face ``BertModel`` (fp32, no pooler) and its config from a model directory's
+    config.json and model.safetensors; ``attn_implementation`` (e.g. "eager") if given."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig.from_dict(json.loads((path / "config.json").read_text(encoding="utf-8")))
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
+    bert = BertModel(config, add_pooling_layer=False)
+    weights = {k.removeprefix("bert."): v.float() for k, v in load_file(str(path / "model.safetensors")).items()}
+    wanted = bert.state_dict()
+    missing = [k for k in wanted if k not in weights and not k.endswith("position_ids")]
+    if missing:
+        raise ValueError(f"weights in {path} lack {len(missing)} tensors, e.g. {missing[:3]}")
+    bert.load_state_dict({k: v for k, v in weights.items() if k in wanted}, strict=False)
+    return bert, config
+
+
 class Encoder(torch.nn.Module):
     """A BERT sentence encoder: mean pooling over real tokens, then L2 normalisation.
 
@@ -63,19 +81,10 @@ class Encoder(torch.nn.Module):
         Returns:
             The encoder in eval mode, fp32, on CPU.
         """
-        from transformers import BertConfig, BertModel
-
         path = Path(path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"not a model directory (no config.json): {path}")
-        config = BertConfig.from_dict(json.loads((path / "config.json").read_text(encoding="utf-8")))
-        bert = BertModel(config, add_pooling_layer=False)
-        weights = {k.removeprefix("bert."): v.float() for k, v in load_file(str(path / "model.safetensors")).items()}
-        wanted = bert.state_dict()
-        missing = [k for k in wanted if k not in weights and not k.endswith("position_ids")]
-        if missing:
-            raise ValueError(f"weights in {path} lack {len(missing)} tensors, e.g. {missing[:3]}")
-        bert.load_state_dict({k: v for k, v in weights.items() if k in wanted}, strict=False)
+        bert, _config = load_bert(path)
         manifest_path = path / "manifest.json"
         manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
         return cls(bert, load_tokenizer(path), manifest).eval()

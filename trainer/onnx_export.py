@@ -22,7 +22,6 @@ output ``last_hidden_state`` (batch x seq x dim); pooling and normalisation stay
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -35,6 +34,8 @@ import numpy as np
 import torch
 
 from codesearch.embed import ONNX_FILE
+
+from .model import load_bert
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +59,8 @@ class _HiddenStates(torch.nn.Module):
 
 
 def _load_bert(model_dir: Path) -> Any:
-    from safetensors.torch import load_file
-    from transformers import BertConfig, BertModel
-
-    config = BertConfig.from_dict(json.loads((model_dir / "config.json").read_text(encoding="utf-8")))
-    config._attn_implementation = "eager"  # the pattern ORT's optimizer fuses (SDPA exports are not fused)
-    bert = BertModel(config, add_pooling_layer=False)
-    weights = {k.removeprefix("bert."): v.float() for k, v in load_file(str(model_dir / "model.safetensors")).items()}
-    wanted = bert.state_dict()
-    missing = [k for k in wanted if k not in weights and not k.endswith("position_ids")]
-    if missing:
-        raise ValueError(f"weights in {model_dir} lack {len(missing)} tensors, e.g. {missing[:3]}")
-    bert.load_state_dict({k: v for k, v in weights.items() if k in wanted}, strict=False)
+    # eager attention: the pattern ORT's optimizer fuses (SDPA exports are not fused)
+    bert, config = load_bert(model_dir, attn_implementation="eager")
     return bert.eval(), config
 
 
