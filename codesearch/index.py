@@ -548,7 +548,7 @@ class IndexWriter:
             return False
         self.conn.execute("BEGIN")  # read the index of ``generation`` in one snapshot
         try:
-            if int(self._meta_value("generation") or 0) != generation:
+            if self.generation != generation:
                 raise IndexCorrupt(f"generation {generation} is not the committed one")
             index = load_snapshot(self.conn, self.index_dir, generation, dim)
         finally:
@@ -567,10 +567,6 @@ class IndexWriter:
         self.old_meta = dict(self.old_meta, snapshot_generation=str(generation), snapshot_delta="0")
         self._remove_snapshots(keep=path)
         return True
-
-    def _meta_value(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
 
     def close(self) -> None:
         """Close the database."""
