@@ -1,20 +1,22 @@
-"""What a cold ``codesearch query`` (no daemon) spends its time on, with the ONNX int8 runtime and with torch.
+"""What a cold ``codesearch query`` (no daemon) spends its time on: fp32 on numpy (the default), int8 on ONNX
+Runtime, and fp32 on torch.
 
 Usage::
 
     python bench/cold_query.py [--runs 5] [--out bench/out/cold_query.json]
 
-Indexes a copy of the six fixture repositories twice (``runtime = onnx`` and ``runtime = torch``), then,
-alternating the runtimes, runs ``--runs`` times each:
+Indexes a copy of the six fixture repositories once per runtime (``runtime = numpy``, ``onnx``, ``torch``),
+then, alternating the runtimes, runs ``--runs`` times each:
 
 - the **total**: ``codesearch query TEXT`` in a fresh process (``auto_daemon`` off), wall time from outside,
   interpreter start included;
 - the **steps**, in another fresh process that does what the CLI does, timed one by one: interpreter start
   (``python -c pass``, measured separately), importing the CLI, numpy, the index (FAISS, SQLite), the
-  runtime (onnxruntime + tokenizers, or torch + safetensors + tokenizers), opening the index, loading the
+  runtime (safetensors.numpy + threadpoolctl + tokenizers, onnxruntime + tokenizers, or torch +
+  safetensors + tokenizers), opening the index, loading the
   model, the first query encode, and the search.
 
-Prints medians in milliseconds and writes the JSON report. The machine is shared: compare the two runtimes
+Prints medians in milliseconds and writes the JSON report. The machine is shared: compare the runtimes
 within one run.
 """
 
@@ -53,6 +55,8 @@ t.append(time.perf_counter()); c.append(time.process_time())
 runtime = sys.argv[3]
 if runtime == "onnx":
     import onnxruntime, tokenizers  # noqa: F401, E401
+elif runtime == "numpy":
+    import safetensors.numpy, threadpoolctl, tokenizers  # noqa: F401, E401
 else:
     import torch, safetensors.torch, tokenizers  # noqa: F401, E401
 t.append(time.perf_counter()); c.append(time.process_time())
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     exe = Path(sys.executable)
     cli = [str(exe), "-m", "codesearch.cli"]
-    runtimes = ("onnx", "torch")
+    runtimes = ("numpy", "onnx", "torch")
     totals: dict[str, list[tuple[float, float]]] = {r: [] for r in runtimes}
     steps: dict[str, list[dict[str, dict[str, float]]]] = {r: [] for r in runtimes}
     start: list[tuple[float, float]] = []
@@ -134,10 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                                  "steps_ms_median": med}
     write_json(args.out, report)
     rt = report["runtimes"]
-    print("| step, median ms (wall / CPU) | onnx int8 | torch fp32 |")
-    print("|---|---:|---:|")
+    labels = {"numpy": "numpy fp32 (default)", "onnx": "onnx int8", "torch": "torch fp32"}
+    print("| step, median ms (wall / CPU) | " + " | ".join(labels[r] for r in runtimes) + " |")
+    print("|---|" + "---:|" * len(runtimes))
     start_ms = report["interpreter_start_ms"]
-    print(f"| interpreter start | {start_ms['wall']} / {start_ms['cpu']} | {start_ms['wall']} / {start_ms['cpu']} |")
+    print("| interpreter start | " + " | ".join(f"{start_ms['wall']} / {start_ms['cpu']}" for _ in runtimes) + " |")
     for n in rt["onnx"]["steps_ms_median"]["wall"]:
         print(f"| {n} | " + " | ".join(f"{rt[r]['steps_ms_median']['wall'][n]} / {rt[r]['steps_ms_median']['cpu'][n]}"
                                       for r in runtimes) + " |")

@@ -7,6 +7,7 @@ Usage::
 Candidates (all on the shipped model, ``codesearch/model``):
 
 - ``torch fp32``: :class:`codesearch.embed.TransformerEmbedder` (the encoder before ONNX).
+- ``numpy fp32``: :class:`codesearch.embed_numpy.NumpyEmbedder` (the same vectors; the default for queries).
 - ``torch int8``: the Hugging Face BERT with ``torch.ao.quantization.quantize_dynamic`` (qint8 Linear layers).
 - ``ORT fp32``: the exported graph after ONNX Runtime's transformer fusions (``trainer.onnx_export.export_fp32``).
 - ``ORT uint8 per channel``: ``model.int8.onnx`` as shipped (the same graph, uint8 weights with one scale
@@ -116,6 +117,7 @@ def build_candidates(work: Path, threads: int) -> dict[str, dict[str, Any]]:
     import torch
 
     from codesearch.embed import TransformerEmbedder
+    from codesearch.embed_numpy import NumpyEmbedder
     from codesearch.embed_onnx import OnnxEmbedder
     from trainer.model import Encoder
     from trainer.onnx_export import export_fp32, export_raw
@@ -123,6 +125,9 @@ def build_candidates(work: Path, threads: int) -> dict[str, dict[str, Any]]:
     cands: dict[str, dict[str, Any]] = {}
     fp32 = TransformerEmbedder(None, max_length=128)
     cands["torch fp32"] = {"bulk": fp32, "query": fp32, "torch": True}
+    cands["numpy fp32 (default for queries)"] = {"bulk": NumpyEmbedder(None, max_length=128, threads=threads),
+                                                 "query": NumpyEmbedder(None, max_length=128, threads=1),
+                                                 "torch": False}
 
     enc = Encoder.from_dir(SHIPPED_MODEL)
     enc.bert = torch.ao.quantization.quantize_dynamic(enc.bert, {torch.nn.Linear}, dtype=torch.qint8)

@@ -185,7 +185,8 @@ class _Encoder:
 
     def __init__(self, model: str | None, max_length: int, batch_size: int, threads: int,
                  runtime: str = "auto") -> None:
-        self.embedder = load_embedder(model, max_length, batch_size=batch_size, threads=threads, runtime=runtime)
+        self.embedder = load_embedder(model, max_length, batch_size=batch_size, threads=threads, runtime=runtime,
+                                      bulk=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         texts = [str(t) for t in batch["text"]]

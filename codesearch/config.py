@@ -18,9 +18,9 @@ from .errors import UsageError
 DOC_TEXT_FORMATS = ("code", "header_code", "header_doc_code")
 SEARCH_MODES = ("semantic", "lexical", "hybrid")
 FUSIONS = ("rrf", "weighted", "coverage")
-#: How the encoder runs: "onnx" (ONNX Runtime, int8 weights: model.int8.onnx), "torch" (fp32), or "auto"
-#: (onnx when the model directory has model.int8.onnx and onnxruntime is installed, else torch).
-RUNTIMES = ("auto", "onnx", "torch")
+#: How the encoder runs: "auto" (fp32: numpy for queries and updates, torch for a full index), "numpy" or
+#: "torch" (fp32 on that library only), "onnx" (ONNX Runtime, int8 weights: model.int8.onnx, its own vectors).
+RUNTIMES = ("auto", "numpy", "torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,12 @@ class Settings:
         max_length: Encoder max tokens per unit.
         batch_size: Units per encoder batch.
         threads: Encoder threads for indexing; 0 means all cores.
-        runtime: How the encoder runs (one of RUNTIMES): "torch" is fp32 (the default: int8 missed the quality
-            budget on the paraphrased fixture queries, docs/benchmarks.md); "auto" uses ONNX Runtime with the
-            model's int8 file (``model.int8.onnx``) when it has one, else torch; "onnx" requires that file.
+        runtime: How the encoder runs (one of RUNTIMES). The default "auto" computes the fp32 vectors in
+            numpy for queries, the daemon and the LSP server (no torch import) and on torch for a full
+            ``codesearch index`` (faster in bulk); "numpy" and "torch" use one library for everything (same
+            vectors, same index); "onnx" uses ONNX Runtime with the model's int8 file (``model.int8.onnx``):
+            other vectors, so switching rebuilds the index (int8 missed the quality budget on the
+            paraphrased fixture queries, docs/benchmarks.md).
         max_file_bytes: Files larger than this are skipped (counted as ``too_large``).
         parse_timeout_ms: Time budget for parsing one file; a file over it is skipped (counted as
             ``parse_timeout``); 0 means no limit.
@@ -71,7 +74,7 @@ class Settings:
     max_length: int = 128
     batch_size: int = 32
     threads: int = 0
-    runtime: str = "torch"
+    runtime: str = "auto"
     max_file_bytes: int = 1_000_000
     parse_timeout_ms: int = 2000
     ignore: tuple[str, ...] = field(default_factory=tuple)

@@ -1,8 +1,12 @@
 """Encoders: the Embedder protocol, the real TransformerEmbedder, and HashEmbedder for unit tests.
 
-:func:`load_embedder` is the one way the product builds its encoder: ONNX Runtime with the model
-directory's int8 file (``model.int8.onnx``, :class:`codesearch.embed_onnx.OnnxEmbedder`) when it has
-one, else this module's torch encoder (setting ``runtime``). Importing this module imports neither.
+:func:`load_embedder` is the one way the product builds its encoder (setting ``runtime``). By default
+(``auto``) it is the fp32 model, computed in numpy for queries and for the daemon's small updates
+(:class:`codesearch.embed_numpy.NumpyEmbedder`: no torch on the query path) and on torch for a full
+``codesearch index`` (this module's ``TransformerEmbedder``, faster in bulk): two computations of the
+same vectors, under one index key. ``runtime = "onnx"`` chooses ONNX Runtime with the model directory's
+int8 file (``model.int8.onnx``, :class:`codesearch.embed_onnx.OnnxEmbedder`), which has its own key.
+Importing this module imports none of them.
 
 ``TransformerEmbedder`` loads a Hugging Face-format BERT directory (``config.json``,
 ``model.safetensors``, ``tokenizer.json`` or ``vocab.txt``) and runs the encoder forward pass
@@ -39,8 +43,9 @@ log = logging.getLogger(__name__)
 _CHARS_PER_TOKEN_CAP = 12
 #: The ONNX Runtime encoder file of a model directory (int8 weights; written by ``codesearch-train onnx``).
 ONNX_FILE = "model.int8.onnx"
-#: ModelInfo.runtime values: what actually computes the vectors.
-TORCH, ONNX_INT8 = "torch", "onnx-int8"
+#: ModelInfo.runtime values: which vectors an encoder computes (fp32 from ``model.safetensors``, on numpy or
+#: torch alike, or int8 from ``model.int8.onnx``).
+FP32, ONNX_INT8 = "fp32", "onnx-int8"
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class ModelInfo:
         dim: Output dimension.
         max_length: Token limit used for documents.
         doc_text_format: The document text format the model was trained for, if its manifest says so.
-        runtime: What computes the vectors: "torch" (fp32, ``model.safetensors``) or "onnx-int8"
+        runtime: Which vectors: "fp32" (``model.safetensors``, computed by numpy or torch) or "onnx-int8"
             (``model.int8.onnx``); ``sha256`` is that file's.
     """
 
@@ -64,7 +69,7 @@ class ModelInfo:
     dim: int
     max_length: int
     doc_text_format: str | None = None
-    runtime: str = TORCH
+    runtime: str = FP32
 
     @property
     def key(self) -> str:
@@ -122,7 +127,7 @@ def resolve_model_dir(model: str | None) -> Path:
     return path.resolve()
 
 
-def _weights_file(path: Path) -> Path:
+def weights_file(path: Path) -> Path:
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise ModelError(f"no model.safetensors in {path}")
@@ -159,29 +164,31 @@ def onnxruntime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+def torch_installed() -> bool:
+    """Whether torch can be imported (checked without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
 def resolve_runtime(path: Path, runtime: str) -> str:
-    """Which runtime encodes with the model directory ``path`` under setting ``runtime``.
+    """Which vectors the model directory ``path`` gives under setting ``runtime``.
 
     Args:
         path: A model directory.
-        runtime: "auto" (ONNX int8 when ``path`` has ``model.int8.onnx`` and onnxruntime is installed,
-            else torch), "onnx" (required) or "torch".
+        runtime: "auto", "numpy" or "torch" (fp32), or "onnx" (int8: ``model.int8.onnx`` and onnxruntime
+            are required).
 
     Returns:
-        TORCH or ONNX_INT8.
+        FP32 or ONNX_INT8.
     """
-    if runtime == "torch":
-        return TORCH
-    has_file = (path / ONNX_FILE).is_file()
-    if runtime == "auto":
-        return ONNX_INT8 if has_file and onnxruntime_installed() else TORCH
+    if runtime in ("auto", "numpy", "torch"):
+        return FP32
     if runtime != "onnx":
-        raise ModelError(f"unknown runtime {runtime!r} (choose from auto, onnx, torch)")
-    if not has_file:
+        raise ModelError(f"unknown runtime {runtime!r} (choose from auto, numpy, torch, onnx)")
+    if not (path / ONNX_FILE).is_file():
         raise ModelError(f"no {ONNX_FILE} in {path}: export it with `codesearch-train onnx {path}`, "
-                         "or set runtime = \"torch\"")
+                         "or set runtime = \"auto\"")
     if not onnxruntime_installed():
-        raise ModelError("runtime onnx needs onnxruntime (pip install onnxruntime), or set runtime = \"torch\"")
+        raise ModelError("runtime onnx needs onnxruntime (pip install onnxruntime), or set runtime = \"auto\"")
     return ONNX_INT8
 
 
@@ -205,7 +212,7 @@ def read_model_info(model: str | None, max_length: int, runtime: str = "auto") -
         manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read model config in {path}: {exc}") from None
-    weights = path / ONNX_FILE if resolved == ONNX_INT8 else _weights_file(path)
+    weights = path / ONNX_FILE if resolved == ONNX_INT8 else weights_file(path)
     return ModelInfo(
         model_id=model_name(path, config, manifest),
         sha256=file_sha256(weights),
@@ -330,7 +337,7 @@ class TransformerEmbedder:
         self.max_length = min(self.info.max_length, self._positions)
         self.batch_size = batch_size
         try:
-            raw = load_file(str(_weights_file(path)))
+            raw = load_file(str(weights_file(path)))
         except Exception as exc:  # safetensors raises its own error types
             raise ModelError(f"cannot load weights from {path}: {exc}") from None
         self._w = self._prepare_weights(raw)
@@ -450,7 +457,7 @@ class HashEmbedder:
 
 
 def load_embedder(model: str | None, max_length: int, batch_size: int = 32, threads: int = 0,
-                  runtime: str = "auto") -> Embedder:
+                  runtime: str = "auto", bulk: bool = False) -> Embedder:
     """Load the real encoder for ``model``: every part of the product builds its encoder here.
 
     Args:
@@ -458,18 +465,24 @@ def load_embedder(model: str | None, max_length: int, batch_size: int = 32, thre
         max_length: Document token limit.
         batch_size: Texts per forward pass.
         threads: Intra-op threads (0: all cores).
-        runtime: The ``runtime`` setting: "auto" (ONNX int8 when the directory has ``model.int8.onnx``),
-            "onnx" or "torch".
+        runtime: The ``runtime`` setting: "auto" (fp32: numpy, or torch when ``bulk`` and torch is
+            installed), "numpy", "torch" (fp32 on that library), or "onnx" (int8 on ONNX Runtime).
+        bulk: The caller encodes a whole repository (``codesearch index``), not queries or a few changed units.
 
     Returns:
-        An :class:`~codesearch.embed_onnx.OnnxEmbedder` or a :class:`TransformerEmbedder`.
+        A :class:`~codesearch.embed_numpy.NumpyEmbedder`, :class:`TransformerEmbedder` or
+        :class:`~codesearch.embed_onnx.OnnxEmbedder`.
     """
     path = resolve_model_dir(model)
     if resolve_runtime(path, runtime) == ONNX_INT8:
         from .embed_onnx import OnnxEmbedder
 
         return OnnxEmbedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)
-    return TransformerEmbedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)
+    if runtime == "torch" or (runtime == "auto" and bulk and torch_installed()):
+        return TransformerEmbedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)
+    from .embed_numpy import NumpyEmbedder
+
+    return NumpyEmbedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)
 
 
 def cpu_threads() -> int:

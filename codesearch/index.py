@@ -3,8 +3,8 @@
 Layout of ``INDEX_DIR`` (default ``REPO/.codesearch``)::
 
     index.v{FORMAT}.db     SQLite (WAL): meta, files, units, vectors (float32 blobs), units_fts (FTS5)
-    vectors.g{GEN}.faiss   faiss IndexIDMap2(IndexFlatIP) of the units of generation GEN (id = unit id):
-                           a snapshot, written only now and then (see below)
+    vectors.g{GEN}.faiss   faiss IndexIDMap2(IndexScalarQuantizer fp16, inner product) of the units of
+                           generation GEN (id = unit id): a snapshot, written only now and then (see below)
     lock                   writer lock (flock) holding the writer's pid
 
 SQLite is the source of truth. Each index run commits its changes in one transaction that bumps
@@ -16,7 +16,10 @@ that id delta; a reader that already holds an index applies the delta from the g
 The writer therefore does not write a FAISS file per generation: it writes a new snapshot (temp file
 + rename) only once the delta since the last one has grown past ``max(SNAPSHOT_MIN_DELTA, units /
 SNAPSHOT_FRACTION)`` (``meta.snapshot_delta`` counts it; ``meta.snapshot_generation`` names the file),
-so an update costs what changed, not the size of the index. Vectors are cached by ``text_hash``
+so an update costs what changed, not the size of the index. FAISS holds the vectors as float16 (the
+SQLite cache keeps float32): half the memory and half the bytes a query scans, for scores within 1e-3
+of float32's (docs/benchmarks.md); a snapshot of another kind (the float32 ``IndexFlatIP`` of
+earlier versions) is not loaded, and the writer replaces it. Vectors are cached by ``text_hash``
 (SHA-256 over model key, text format and text), committed in batches while embedding, so an
 interrupted run resumes where it stopped.
 """
@@ -62,6 +65,8 @@ LEXICAL_WEIGHTS = (3.0, 2.0, 1.0)
 #: the units, whichever is more) have come or gone since the last one.
 SNAPSHOT_MIN_DELTA = 1000
 SNAPSHOT_FRACTION = 20
+#: What snapshot files hold (``meta.snapshot_kind``): a snapshot of another kind is replaced.
+SNAPSHOT_KIND = "idmap2-sq-fp16-ip"
 #: Largest id delta a reader that holds an index applies in memory (above it, and above a tenth of
 #: the index, it loads the newest snapshot instead).
 MAX_READER_DELTA = 5000
@@ -196,6 +201,25 @@ def snapshot_due(delta: int, units: int) -> bool:
     return delta > max(SNAPSHOT_MIN_DELTA, units // SNAPSHOT_FRACTION)
 
 
+def new_faiss(dim: int) -> Any:
+    """An empty FAISS index of the kind snapshots hold: ids mapped over float16 codes, inner product."""
+    import faiss
+
+    return faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16,
+                                                        faiss.METRIC_INNER_PRODUCT))
+
+
+def is_current_kind(index: Any) -> bool:
+    """Whether a FAISS index read from a snapshot is of the kind :func:`new_faiss` makes."""
+    import faiss
+
+    if not isinstance(index, faiss.IndexIDMap2):
+        return False
+    inner = faiss.downcast_index(index.index)
+    return (isinstance(inner, faiss.IndexScalarQuantizer) and inner.sq.qtype == faiss.ScalarQuantizer.QT_fp16
+            and inner.metric_type == faiss.METRIC_INNER_PRODUCT)
+
+
 def apply_delta(conn: sqlite3.Connection, index: Any, dim: int, limit: int | None = None) -> bool:
     """Bring ``index`` (an IndexIDMap2) to the units of ``conn``'s snapshot: drop ids that left, add ids that came.
 
@@ -239,7 +263,7 @@ def load_snapshot(conn: sqlite3.Connection, index_dir: Path, generation: int, di
             index = faiss.read_index(str(path))
         except RuntimeError:  # gone (a writer replaced it) or damaged: try the next, then build
             continue
-        if index.d == dim and apply_delta(conn, index, dim):
+        if index.d == dim and is_current_kind(index) and apply_delta(conn, index, dim):
             return index
     return build_faiss(conn, dim)
 
@@ -515,6 +539,8 @@ class IndexWriter:
             meta = dict(self.meta, generation=str(generation), updated_at=str(time.time()))
             if self.old_meta.get("snapshot_generation"):
                 meta["snapshot_generation"] = self.old_meta["snapshot_generation"]
+                if self.old_meta.get("snapshot_kind"):
+                    meta["snapshot_kind"] = self.old_meta["snapshot_kind"]
                 delta = int(self.old_meta.get("snapshot_delta", "0")) + len(removed) + len(added)
                 meta["snapshot_delta"] = str(delta)
             meta.setdefault("created_at", self.old_meta.get("created_at", meta["updated_at"]))
@@ -544,6 +570,7 @@ class IndexWriter:
         current = snapshots(self.index_dir, generation)
         units = self.conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
         if (prev and current and str(current[0][0]) == prev
+                and self.old_meta.get("snapshot_kind") == SNAPSHOT_KIND
                 and not snapshot_due(int(self.old_meta.get("snapshot_delta", "0")), units)):
             return False
         self.conn.execute("BEGIN")  # read the index of ``generation`` in one snapshot
@@ -563,8 +590,10 @@ class IndexWriter:
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                                  [("snapshot_generation", str(generation)), ("snapshot_delta", "0")])
-        self.old_meta = dict(self.old_meta, snapshot_generation=str(generation), snapshot_delta="0")
+                                  [("snapshot_generation", str(generation)), ("snapshot_delta", "0"),
+                                   ("snapshot_kind", SNAPSHOT_KIND)])
+        self.old_meta = dict(self.old_meta, snapshot_generation=str(generation), snapshot_delta="0",
+                             snapshot_kind=SNAPSHOT_KIND)
         self._remove_snapshots(keep=path)
         return True
 
@@ -589,9 +618,8 @@ def _rows_to_arrays(rows: Sequence[Any], dim: int) -> tuple[np.ndarray, np.ndarr
 
 def build_faiss(conn: sqlite3.Connection, dim: int) -> Any:
     """Build the FAISS index of every unit from the vectors in ``conn`` (inside its current snapshot)."""
-    import faiss
 
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    index = new_faiss(dim)
     rows = conn.execute("SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash "
                         "ORDER BY u.id").fetchall()
     if rows:

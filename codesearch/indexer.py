@@ -45,6 +45,9 @@ _MINIFIED_MAX_LINE = 5000
 _MINIFIED_MEAN_LINE = 300
 #: Texts embedded between two commits of the vector cache (and progress updates).
 _EMBED_CHUNK = 64
+#: From this many texts to embed, runtime "auto" encodes on torch (about a fifth faster in bulk than numpy,
+#: docs/benchmarks.md) rather than numpy: below it, torch's import (2-3 s) costs more than it saves.
+BULK_TEXTS = 1000
 
 
 @dataclass
@@ -290,7 +293,8 @@ def _embed_missing(writer: IndexWriter, updated: list[tuple[FileRecord, list[tup
     if embedder is None:
         threads = settings.threads or cpu_threads()
         embedder = load_embedder(settings.model, max_length=settings.max_length,
-                                 batch_size=settings.batch_size, threads=threads, runtime=settings.runtime)
+                                 batch_size=settings.batch_size, threads=threads, runtime=settings.runtime,
+                                 bulk=len(todo) >= BULK_TEXTS)
     tokens_before = getattr(embedder, "tokens_encoded", 0)
     t0 = time.perf_counter()
     if progress:

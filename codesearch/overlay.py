@@ -175,7 +175,9 @@ class BufferOverlay:
             found.update((h, fresh[i]) for i, (h, _) in enumerate(todo))
             self.embedded += len(todo)
         dim = info.dim
-        vectors = np.stack([found[h] for h in hashes]).astype(np.float32) if hashes else np.zeros((0, dim), np.float32)
+        # Rounded to float16 as the index's FAISS holds them, so a buffer unit scores as its indexed copy does.
+        vectors = (np.stack([found[h] for h in hashes]).astype(np.float16).astype(np.float32) if hashes
+                   else np.zeros((0, dim), np.float32))
         entry = OverlayFile(path, data, tuple(symbols), vectors,
                             tuple(s.content_hash for s in symbols), frozenset(s.content_hash for s in disk),
                             len(disk))

@@ -261,7 +261,7 @@ class Searcher:
         runtime = self.settings.runtime
         if runtime == "auto":
             # Queries use the runtime the index was built with: an index of fp32 vectors keeps working.
-            runtime = "onnx" if "+int8@" in str(meta.get("model_key", "")) else "torch"
+            runtime = "onnx" if "+int8@" in str(meta.get("model_key", "")) else "auto"
         try:
             info = read_model_info(path, self.settings.max_length, runtime)
         except ModelError as exc:

@@ -1,4 +1,4 @@
-"""The int8 ONNX Runtime encoder (runtime onnx/auto) against the fp32 torch encoder, and the torch-free query path.
+"""The int8 ONNX Runtime encoder (runtime onnx) against the fp32 torch encoder, and the torch-free query path.
 
 Tolerances (the shipped model, measured on the fixture repositories): cosine to the torch vector per text at
 least 0.98 (seen: min 0.990 / mean 0.996 for documents, 0.991 / 0.995 for queries); the same top-1 for at
@@ -30,40 +30,18 @@ from codesearch.embed import (
     load_embedder,
     read_model_info,
 )
+from codesearch.embed_numpy import NumpyEmbedder
 from codesearch.embed_onnx import OnnxEmbedder
 from codesearch.errors import ModelError
-from codesearch.types import document_text
-from codesearch.walk import walk
-from parsers import extract
+from tests.modelutil import REPOS, fixture_queries, fixture_units, model_copy
 
-REPOS = Path(__file__).parent / "fixtures" / "repos"
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def fixture_units() -> tuple[list[str], list[str]]:
-    """(unit ids, document texts) of every unit in the six fixture repositories."""
-    ids, texts = [], []
-    for repo in sorted(REPOS.glob("mini_*")):
-        for entry in walk(repo):
-            for sym in extract((repo / entry.path).read_bytes(), entry.language, entry.path):
-                ids.append(f"{repo.name}/{entry.path}:{sym.qualified_name}")
-                texts.append(document_text(sym, Settings().doc_text_format))
-    return ids, texts
-
-
-def fixture_queries() -> list[tuple[str, str]]:
-    out = []
-    for repo in sorted(REPOS.glob("mini_*")):
-        for q in json.loads((repo / "QUERIES.json").read_text()):
-            path, _, qualname = q["target"].partition(":")
-            out.append((q["query"], f"{repo.name}/{path}:{qualname}"))
-    return out
-
-
 @pytest.fixture(autouse=True)
-def _auto_runtime(monkeypatch):
-    """These tests run with ``runtime = "auto"`` (the int8 file when the model has one), also in child processes."""
-    monkeypatch.setenv("CODESEARCH_RUNTIME", "auto")
+def _onnx_runtime(monkeypatch):
+    """These tests run with ``runtime = "onnx"`` (the model's int8 file), also in child processes."""
+    monkeypatch.setenv("CODESEARCH_RUNTIME", "onnx")
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +61,8 @@ def vectors(int8_embedder, real_embedder):
             "torch": (real_embedder.encode(texts), real_embedder.encode(queries, kind="query"))}
 
 
-def test_the_auto_runtime_is_int8_onnx_with_its_own_index_key(int8_embedder, real_embedder):
-
-    assert Settings().runtime == "torch"  # the default until int8 passes the paraphrased budget
-    assert isinstance(load_embedder(None, max_length=128, runtime="auto"), OnnxEmbedder)
+def test_the_onnx_runtime_is_int8_with_its_own_index_key(int8_embedder, real_embedder):
+    assert Settings().runtime == "auto"  # fp32: int8 is not the default until it passes the paraphrased budget
     assert isinstance(int8_embedder, OnnxEmbedder)
     assert (SHIPPED_MODEL / ONNX_FILE).is_file()
     info = int8_embedder.info
@@ -94,8 +70,9 @@ def test_the_auto_runtime_is_int8_onnx_with_its_own_index_key(int8_embedder, rea
     assert info.key == f"{info.model_id}+int8@{info.sha256[:16]}"
     # An index of fp32 vectors and one of int8 vectors never pass for each other.
     assert info.key != real_embedder.info.key and info.model_id == real_embedder.info.model_id
-    assert read_model_info(None, 128).key == info.key
-    assert read_model_info(None, 128, "torch").key == real_embedder.info.key
+    assert read_model_info(None, 128, "onnx").key == info.key
+    for fp32 in ("auto", "numpy", "torch"):
+        assert read_model_info(None, 128, fp32).key == real_embedder.info.key
 
 
 def test_int8_vectors_match_torch_on_fixture_code(vectors):
@@ -145,7 +122,7 @@ def test_batching_moves_int8_vectors_only_slightly(int8_embedder):
 
 # ---------------------------------------------------------------------------------- no torch on the query path
 
-_HEAVY = ("torch", "transformers", "safetensors", "sentence_transformers")
+_HEAVY = ("torch", "transformers", "safetensors.torch", "sentence_transformers")
 
 
 def _run_python(code: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -154,7 +131,9 @@ def _run_python(code: str, cwd: Path, timeout: float = 240) -> subprocess.Comple
                           text=True, timeout=timeout)
 
 
-def test_index_and_query_processes_do_not_import_torch(tmp_path):
+@pytest.mark.parametrize("runtime", ["auto", "onnx"])
+def test_index_and_query_processes_do_not_import_torch(tmp_path, monkeypatch, runtime):
+    monkeypatch.setenv("CODESEARCH_RUNTIME", runtime)
     root = tmp_path / "repo"
     shutil.copytree(REPOS / "mini_python", root)
     code = f"""
@@ -173,7 +152,8 @@ def test_index_and_query_processes_do_not_import_torch(tmp_path):
     assert json.loads(proc.stdout.splitlines()[0])["name"] == "retry_with_backoff"
 
 
-def test_daemon_lsp_and_mcp_do_not_import_torch(tmp_path):
+@pytest.mark.parametrize("runtime", ["auto", "onnx"])
+def test_daemon_lsp_and_mcp_do_not_import_torch(tmp_path, runtime):
     root = tmp_path / "repo"
     shutil.copytree(REPOS / "mini_go", root)
     code = f"""
@@ -184,7 +164,7 @@ def test_daemon_lsp_and_mcp_do_not_import_torch(tmp_path):
         from codesearch.daemon import Daemon
         from codesearch.lsp import CodesearchServer
         root = Path.cwd()
-        daemon = Daemon(root, Settings(runtime="auto"))
+        daemon = Daemon(root, Settings(runtime={runtime!r}))
         daemon.start()
         try:
             deadline = time.monotonic() + 180
@@ -195,7 +175,8 @@ def test_daemon_lsp_and_mcp_do_not_import_torch(tmp_path):
                 resp = conn.request({{"op": "search", "query": "read a config file", "k": 3}})
         finally:
             daemon.close()
-        vec = CodesearchServer().embedder_for(Settings(runtime="auto")).encode(["read a config file"], kind="query")
+        server = CodesearchServer()
+        vec = server.embedder_for(Settings(runtime={runtime!r})).encode(["read a config file"], kind="query")
         print(json.dumps({{"modules": [m for m in {_HEAVY!r} if m in sys.modules], "dim": vec.shape[1],
                           "hits": len(resp.get("results", resp.get("hits", [])))}}))
     """
@@ -208,25 +189,11 @@ def test_daemon_lsp_and_mcp_do_not_import_torch(tmp_path):
 # ---------------------------------------------------------------------------------- model directories and errors
 
 
-def _model_copy(dest: Path, onnx: bytes | None) -> Path:
-    """A copy of the shipped model directory (weights linked), with ``onnx`` as its int8 file (None: none)."""
-    dest.mkdir()
-    for f in SHIPPED_MODEL.iterdir():
-        if f.name == ONNX_FILE:
-            continue
-        if f.suffix == ".safetensors":
-            (dest / f.name).symlink_to(f)
-        else:
-            shutil.copy(f, dest / f.name)
-    if onnx is not None:
-        (dest / ONNX_FILE).write_bytes(onnx)
-    return dest
-
-
-def test_a_model_without_the_onnx_file_falls_back_to_torch(tmp_path):
-    model = _model_copy(tmp_path / "model", None)
+def test_a_model_without_the_onnx_file_works_on_fp32(tmp_path):
+    model = model_copy(tmp_path / "model", None)
     emb = load_embedder(str(model), max_length=64)
-    assert isinstance(emb, TransformerEmbedder) and emb.info.runtime == "torch"
+    assert isinstance(emb, NumpyEmbedder) and emb.info.runtime == "fp32"
+    assert isinstance(load_embedder(str(model), max_length=64, bulk=True), TransformerEmbedder)
     assert "+int8" not in emb.info.key
     with pytest.raises(ModelError, match="codesearch-train onnx") as err:
         load_embedder(str(model), max_length=64, runtime="onnx")
@@ -235,7 +202,7 @@ def test_a_model_without_the_onnx_file_falls_back_to_torch(tmp_path):
 
 def test_runtime_onnx_without_the_file_is_a_one_line_cli_error(tmp_path, copy_fixture_repo, monkeypatch, capsys):
     repo = copy_fixture_repo("mini_ruby")
-    model = _model_copy(tmp_path / "model", None)
+    model = model_copy(tmp_path / "model", None)
     monkeypatch.setenv("CODESEARCH_RUNTIME", "onnx")
     assert main(["index", str(repo), "--model", str(model)]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
@@ -247,13 +214,13 @@ def test_unknown_runtime_is_a_usage_error(copy_fixture_repo, monkeypatch, capsys
     monkeypatch.setenv("CODESEARCH_RUNTIME", "tensorrt")
     assert main(["index", str(repo)]) == 2
     assert capsys.readouterr().err.strip() == ("codesearch: error: unknown runtime 'tensorrt' "
-                                               "(choose from auto, onnx, torch)")
+                                               "(choose from auto, numpy, torch, onnx)")
 
 
 @pytest.mark.parametrize("content", [b"not an onnx model at all\n", b""], ids=["garbage", "empty"])
 def test_a_corrupt_onnx_file_is_a_one_line_error(tmp_path, copy_fixture_repo, content):
     repo = copy_fixture_repo("mini_ruby")
-    model = _model_copy(tmp_path / "model", content)
+    model = model_copy(tmp_path / "model", content)
     with pytest.raises(ModelError, match="cannot load") as err:
         OnnxEmbedder(str(model))
     assert "\n" not in str(err.value)

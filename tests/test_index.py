@@ -289,6 +289,40 @@ def test_snapshot_written_once_delta_is_large(make_repo, hash_embedder, monkeypa
     assert gen == 5 and mine == built
 
 
+def test_a_float32_snapshot_of_an_older_version_is_not_loaded_and_is_replaced(make_repo, hash_embedder):
+    """Snapshots hold float16 vectors; an IndexFlatIP snapshot (earlier versions) is rebuilt from SQLite."""
+    import faiss
+
+    from codesearch.index import IndexReader, build_faiss, connect, is_current_kind, snapshots
+
+    root = make_repo({"a.py": PY_A, "web/c.js": JS_C})
+    idir = root / ".codesearch"
+    idx(root, hash_embedder)
+    [(gen, path)] = snapshots(idir)
+    conn = connect(idir / DB_NAME)
+    built = build_faiss(conn, hash_embedder.info.dim)
+    assert is_current_kind(built) and faiss.downcast_index(built.index).code_size == 2 * hash_embedder.info.dim
+    # What an earlier version wrote: the same ids over float32 vectors, and no snapshot_kind in meta.
+    old = faiss.IndexIDMap2(faiss.IndexFlatIP(hash_embedder.info.dim))
+    old.add_with_ids(built.index.reconstruct_n(0, built.ntotal), faiss.vector_to_array(built.id_map))
+    faiss.write_index(old, str(path))
+    with conn:
+        conn.execute("DELETE FROM meta WHERE key = 'snapshot_kind'")
+    conn.close()
+    reader = IndexReader(idir)
+    try:
+        with reader.snapshot():
+            assert is_current_kind(reader._faiss) and reader._faiss.ntotal == built.ntotal
+            q = built.index.reconstruct(0)
+            assert reader.vector_search(q, 3, None)[0][0] == int(faiss.vector_to_array(built.id_map)[0])
+    finally:
+        reader.close()
+    assert idx(root, hash_embedder).snapshot_written  # nothing changed, but the file is of the old kind
+    [(_, path)] = snapshots(idir)
+    assert is_current_kind(faiss.read_index(str(path)))
+    assert not idx(root, hash_embedder).snapshot_written
+
+
 def test_reader_follows_generations_by_delta(make_repo, hash_embedder):
     """A reader that holds an index applies each new generation's delta; it equals a fresh build."""
     import faiss

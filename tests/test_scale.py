@@ -107,7 +107,11 @@ def test_fork_units_are_embedded_once_with_the_local_vectors(org):
 
 
 def _ranked(hits):
-    return [(h.symbol.path, h.symbol.qualified_name, round(h.score, 4)) for h in hits]
+    return [(h.symbol.path, h.symbol.qualified_name) for h in hits]
+
+
+def _scores(hits):
+    return [h.score for h in hits]
 
 
 def test_semantic_search_through_the_backend_equals_the_local_index(org, real_embedder):
@@ -117,9 +121,11 @@ def test_semantic_search_through_the_backend_equals_the_local_index(org, real_em
     remote = Searcher(MilvusStore(org["backend"]), settings, embedder=real_embedder)
     try:
         for q in queries:
-            want = _ranked(local.search(q, mode="semantic", k=5))
+            expected = local.search(q, mode="semantic", k=5)
             hits = remote.search(f"{q} repo:mini_python", mode="semantic", k=5)
-            assert _ranked(hits) == want, q
+            assert _ranked(hits) == _ranked(expected), q
+            # Milvus holds float32 vectors, the local FAISS float16: scores agree to float16's rounding.
+            np.testing.assert_allclose(_scores(hits), _scores(expected), atol=2e-3)
             assert {h.repo for h in hits} == {"mini_python"}
         # Lexical and hybrid: the same winner for a query that names its target.
         for mode in ("lexical", "hybrid"):

@@ -102,6 +102,6 @@ def test_export_ship_only_with_a_winning_verdict(tmp_path, tiny_model_dir, monke
     assert meta["stage"] == 1 and meta["max_length"] == 128 and not meta["ship"]["ship"]
     assert (shipped / "model.safetensors").stat().st_mode & 0o044 == 0o044  # readable by everyone
     assert TransformerEmbedder(str(shipped)).info.model_id == "codesearch-minilm-gte"
-    # Every export carries its int8 ONNX encoder, which the product then runs.
+    # Every export carries its int8 ONNX encoder, which `runtime = "onnx"` runs.
     assert (shipped / "model.int8.onnx").is_file()
-    assert load_embedder(str(shipped), max_length=64).info.key.startswith("codesearch-minilm-gte+int8@")
+    assert load_embedder(str(shipped), max_length=64, runtime="onnx").info.key.startswith("codesearch-minilm-gte+int8@")

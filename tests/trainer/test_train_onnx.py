@@ -22,7 +22,7 @@ def test_export_onnx_gives_the_torch_vectors(tmp_path, tiny_model_dir):
     shutil.copytree(tiny_model_dir, model)
     path = export_onnx(model)
     assert path == model / ONNX_FILE and path.stat().st_mode & 0o044 == 0o044
-    emb = load_embedder(str(model), max_length=64)
+    emb = load_embedder(str(model), max_length=64, runtime="onnx")
     assert isinstance(emb, OnnxEmbedder) and emb.info.key.startswith("tiny-test+int8@")
     ref = TransformerEmbedder(str(model), max_length=64)
     for kind in ("document", "query"):

@@ -1,0 +1,51 @@
+"""Helpers for encoder tests: the fixture repositories' units and queries, and copies of the shipped model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from codesearch.config import Settings
+from codesearch.embed import ONNX_FILE, SHIPPED_MODEL
+from codesearch.types import document_text
+from codesearch.walk import walk
+from parsers import extract
+
+REPOS = Path(__file__).parent / "fixtures" / "repos"
+
+
+def fixture_units() -> tuple[list[str], list[str]]:
+    """(unit ids, document texts) of every unit in the six fixture repositories."""
+    ids, texts = [], []
+    for repo in sorted(REPOS.glob("mini_*")):
+        for entry in walk(repo):
+            for sym in extract((repo / entry.path).read_bytes(), entry.language, entry.path):
+                ids.append(f"{repo.name}/{entry.path}:{sym.qualified_name}")
+                texts.append(document_text(sym, Settings().doc_text_format))
+    return ids, texts
+
+
+def fixture_queries() -> list[tuple[str, str]]:
+    """(query, unit id) of every query in the fixture repositories' QUERIES.json."""
+    out = []
+    for repo in sorted(REPOS.glob("mini_*")):
+        for q in json.loads((repo / "QUERIES.json").read_text()):
+            path, _, qualname = q["target"].partition(":")
+            out.append((q["query"], f"{repo.name}/{path}:{qualname}"))
+    return out
+
+
+def model_copy(dest: Path, onnx: bytes | None) -> Path:
+    """A copy of the shipped model directory (weights linked), with ``onnx`` as its int8 file (None: none)."""
+    dest.mkdir()
+    for f in SHIPPED_MODEL.iterdir():
+        if f.name == ONNX_FILE:
+            continue
+        if f.suffix == ".safetensors":
+            (dest / f.name).symlink_to(f)
+        else:
+            shutil.copy(f, dest / f.name)
+    if onnx is not None:
+        (dest / ONNX_FILE).write_bytes(onnx)
+    return dest
