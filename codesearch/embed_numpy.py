@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .embed import cpu_threads, load_tokenizer, padded_batches, read_model_info, text_prefixes, tokenize, weights_file
+from .embed import load_tokenizer, padded_batches, read_model_info, text_prefixes, tokenize, weights_file
 from .errors import ModelError
 
 _P, _A1, _A2, _A3, _A4, _A5 = 0.3275911, 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429
@@ -81,7 +81,10 @@ class NumpyEmbedder:
         model: Model directory, alias ("default", "base") or None for the shipped code-search model.
         max_length: Maximum tokens per document text.
         batch_size: Texts per forward pass (texts are sorted by length first).
-        threads: BLAS threads; 0 means all cores.
+        threads: BLAS threads; 0 means one. On these shared 2-core machines numpy's BLAS on two threads
+            collapsed (0.15x torch's two-thread bulk rate under load, docs/benchmarks.md), so parallel
+            encoding comes from one-thread encoders side by side (the daemon's ParallelEmbedder), not
+            from BLAS threads.
     """
 
     def __init__(self, model: str | None = None, max_length: int = 128, batch_size: int = 32,
@@ -99,7 +102,7 @@ class NumpyEmbedder:
         self._positions = int(config.get("max_position_embeddings", 512))
         self.max_length = min(self.info.max_length, self._positions)
         self.batch_size = batch_size
-        self.threads = threads if threads > 0 else cpu_threads()
+        self.threads = threads if threads > 0 else 1
         self._blas = BlasThreads(self.threads)
         try:
             raw = load_file(str(weights_file(path)))
@@ -113,34 +116,38 @@ class NumpyEmbedder:
         self.tokens_encoded = 0
 
     def _prepare_weights(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """float32 weights, linear layers transposed to (in, out) so that ``x @ w`` is one GEMM.
+        """float32 weights; linear layers as transposed views, (in, out), so that ``x @ w`` is one GEMM.
 
-        The word embeddings (half the parameters) stay in the file's dtype (float16 for the shipped model):
-        only the rows of a batch's tokens are converted, which gives the same numbers with half the memory.
+        Each weight is converted once (a transposed view costs no copy: BLAS reads it as such). The word
+        embeddings (half the parameters) stay in the file's dtype (float16 for the shipped model): only the
+        rows of a batch's tokens are converted, which gives the same numbers with half the memory.
         """
         words = raw.get("embeddings.word_embeddings.weight", raw.get("bert.embeddings.word_embeddings.weight"))
-        w = {k.removeprefix("bert."): np.ascontiguousarray(v, dtype=np.float32) for k, v in raw.items()
-             if v is not words}
+        w = {k.removeprefix("bert."): v for k, v in raw.items()}
+
+        def f32(v: np.ndarray) -> np.ndarray:
+            return np.asarray(v, dtype=np.float32)
+
         out: dict[str, np.ndarray] = {"embeddings.word_embeddings.weight": words}
         try:
             if words is None:
                 raise KeyError("embeddings.word_embeddings.weight")
             for name in ("position_embeddings.weight", "token_type_embeddings.weight",
                          "LayerNorm.weight", "LayerNorm.bias"):
-                out["embeddings." + name] = w["embeddings." + name]
+                out["embeddings." + name] = f32(w["embeddings." + name])
             for i in range(self._layers):
                 p = f"encoder.layer.{i}."
                 a = p + "attention.self."
-                out[p + "qkv.w"] = np.ascontiguousarray(np.concatenate(
-                    [w[a + "query.weight"], w[a + "key.weight"], w[a + "value.weight"]]).T)
-                out[p + "qkv.b"] = np.concatenate([w[a + "query.bias"], w[a + "key.bias"], w[a + "value.bias"]])
+                out[p + "qkv.w"] = f32(np.concatenate(
+                    [w[a + "query.weight"], w[a + "key.weight"], w[a + "value.weight"]])).T
+                out[p + "qkv.b"] = f32(np.concatenate([w[a + "query.bias"], w[a + "key.bias"], w[a + "value.bias"]]))
                 for short, name in (("attn_out", "attention.output.dense"), ("inter", "intermediate.dense"),
                                     ("out", "output.dense")):
-                    out[p + short + ".w"] = np.ascontiguousarray(w[p + name + ".weight"].T)
-                    out[p + short + ".b"] = w[p + name + ".bias"]
+                    out[p + short + ".w"] = f32(w[p + name + ".weight"]).T
+                    out[p + short + ".b"] = f32(w[p + name + ".bias"])
                 for short, name in (("ln1", "attention.output.LayerNorm"), ("ln2", "output.LayerNorm")):
-                    out[p + short + ".w"] = w[p + name + ".weight"]
-                    out[p + short + ".b"] = w[p + name + ".bias"]
+                    out[p + short + ".w"] = f32(w[p + name + ".weight"])
+                    out[p + short + ".b"] = f32(w[p + name + ".bias"])
         except KeyError as exc:
             raise ModelError(f"weights are not a BERT encoder (missing {exc})") from None
         return out

@@ -45,9 +45,9 @@ _MINIFIED_MAX_LINE = 5000
 _MINIFIED_MEAN_LINE = 300
 #: Texts embedded between two commits of the vector cache (and progress updates).
 _EMBED_CHUNK = 64
-#: From this many texts to embed, runtime "auto" encodes on torch (about a fifth faster in bulk than numpy,
-#: docs/benchmarks.md) rather than numpy: below it, torch's import (2-3 s) costs more than it saves.
-BULK_TEXTS = 1000
+#: From this many texts to embed, runtime "auto" encodes on torch (1.4x numpy's bulk rate per core, and on
+#: both cores, docs/benchmarks.md) rather than numpy: below it, torch's import (2-3 s) costs more than it saves.
+BULK_TEXTS = 256
 
 
 @dataclass
