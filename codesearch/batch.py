@@ -252,6 +252,8 @@ def index_repositories(repositories: Sequence[Repository], backend: str, setting
         files = _scan(repositories, settings, progress)
         report.files = len(files)
         _run(store, files, repositories, model, fmt, settings, workers, report, progress)
+        now = time.time()
+        store.record_repositories({r.name: {"root": str(r.root), "indexed_at": now} for r in repositories})
     finally:
         store.close()
     report.seconds = time.perf_counter() - started

@@ -452,12 +452,18 @@ def lsp(log_file: str | None, debug: bool) -> None:
 @cli.command()
 @click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=str),
               help="Serve this directory (default: the client's MCP roots, else the current directory).")
-def mcp(root: str | None) -> None:
+@click.option("--backend", help="Serve this backend (org.db or http://host:port) instead of a local index "
+              "(default: the `backend` setting; docs/scale.md).")
+def mcp(root: str | None, backend: str | None) -> None:
     """Run the Model Context Protocol server on stdin/stdout (agents start it; see docs/mcp.md)."""
     from .mcp_server import serve
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="codesearch-mcp: %(message)s")
-    serve(Path(root) if root else None)
+    if backend:
+        from .backend_cli import _require_extra
+
+        _require_extra()
+    serve(Path(root) if root else None, backend)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 UNITS = "codesearch_units"
 TEXTS = "codesearch_texts"
 META_PROPERTY = "codesearch.meta"
+#: The repositories of the backend: JSON {name: {"root": checkout path, "indexed_at": Unix time}}.
+REPOS_PROPERTY = "codesearch.repos"
 #: Changelog of the collection schema: 1: first release.
 BACKEND_FORMAT_VERSION = 1
 #: Milvus' VARCHAR limit (bytes); longer values are clipped (code of a unit over 64 KB).
@@ -61,6 +64,11 @@ _STR_LIMITS = {"repo": 1024, "path": 4096, "language": 32, "kind": 32, "role": 3
 _ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer", "language": "english"}]}
 #: Meta keys that must agree between the backend and a job writing to it.
 IDENTITY_KEYS = ("model_key", "doc_text_format", "max_length", "feature_version", "backend_format")
+
+
+#: Open MilvusStores per Milvus Lite file in this process (the last one to close stops its server).
+_LITE_OPEN: dict[str, int] = {}
+_LITE_LOCK = threading.Lock()
 
 
 def is_server_uri(uri: str) -> bool:
@@ -150,10 +158,17 @@ class MilvusStore:
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
 
+        self._closed = False
+        self._lite_path: str | None = None
+        if not is_server_uri(uri):
+            self._lite_path = uri
+            with _LITE_LOCK:
+                _LITE_OPEN[uri] = _LITE_OPEN.get(uri, 0) + 1
         try:
             self.client = MilvusClient(uri, timeout=10)
             self.client.list_collections()
         except MilvusException as exc:
+            self.close()
             msg = getattr(exc, "message", "") or str(exc)
             if not is_server_uri(self.uri) and "Open local milvus failed" in msg:
                 msg += " (a Milvus Lite file serves one process at a time: is another codesearch using it?)"
@@ -164,6 +179,7 @@ class MilvusStore:
         if self.client.has_collection(UNITS):
             self.meta = self._read_meta()
         elif not create:
+            self.close()
             raise IndexMissing(f"backend {self.uri} holds no index; run `codesearch index --backend {self.uri} "
                                "REPO...` first")
 
@@ -468,6 +484,51 @@ class MilvusStore:
             self._repo_cache.clear()
         return out
 
+    def unit_at(self, path: str, line: int, repo: str | None = None) -> list[tuple[str, int]]:
+        """The innermost unit of ``path`` spanning ``line`` in each repository holding it (or in ``repo``)."""
+        expr = f"path == {_quote(path)} and start_line <= {int(line)} and end_line >= {int(line)}"
+        if repo is not None:
+            expr += f" and repo == {_quote(repo)}"
+        with _milvus_errors(self.uri):
+            rows = self.client.query(UNITS, filter=expr, output_fields=["id", "repo", "start_line", "end_line"],
+                                     limit=_MAX_LIMIT)
+        best: dict[str, tuple[int, int]] = {}
+        for r in rows:
+            key = (int(r["end_line"]) - int(r["start_line"]), int(r["id"]))
+            if r["repo"] not in best or key < best[r["repo"]]:
+                best[r["repo"]] = key
+        for name, (_, uid) in best.items():
+            self._repo_cache[uid] = name
+        return [(name, uid) for name, (_, uid) in sorted(best.items())]
+
+    def unit_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The vector of each unit row id (those that exist)."""
+        out: dict[int, np.ndarray] = {}
+        ids = [int(i) for i in ids]
+        with _milvus_errors(self.uri):
+            for start in range(0, len(ids), _CHUNK):
+                for r in self.client.query(UNITS, filter=_in("id", ids[start:start + _CHUNK]),
+                                           output_fields=["id", "vector"]):
+                    out[int(r["id"])] = np.asarray(r["vector"], dtype=np.float32)
+        return out
+
+    def repositories(self) -> dict[str, dict[str, Any]]:
+        """What the batch jobs recorded of each repository: ``{name: {"root": path, "indexed_at": time}}``."""
+        with _milvus_errors(self.uri):
+            props = self.client.describe_collection(UNITS).get("properties", {})
+        raw = props.get(REPOS_PROPERTY)
+        return dict(json.loads(raw)) if raw else {}
+
+    def record_repositories(self, update: dict[str, dict[str, Any]], remove: Sequence[str] = ()) -> None:
+        """Merge ``update`` into :meth:`repositories` (and drop the names in ``remove``)."""
+        repos = self.repositories()
+        repos.update(update)
+        for name in remove:
+            repos.pop(name, None)
+        with _milvus_errors(self.uri):
+            self.client.alter_collection_properties(
+                UNITS, properties={REPOS_PROPERTY: json.dumps(repos, sort_keys=True)})
+
     def count_units(self) -> int:
         """Number of unit rows."""
         self._load()
@@ -485,17 +546,35 @@ class MilvusStore:
     def status(self) -> dict[str, Any]:
         """Counts and identity of the backend."""
         repos: dict[str, int] = {}
-        for r in self._query_all("id >= 0", ["repo"]):
+        langs: dict[str, int] = {}
+        for r in self._query_all("id >= 0", ["repo", "language"]):
             repos[r["repo"]] = repos.get(r["repo"], 0) + 1
+            langs[r["language"]] = langs.get(r["language"], 0) + 1
         return {"backend": self.uri, "units": self.count_units(), "vectors": self.count_texts(),
                 "repositories": len(repos), "units_per_repository": dict(sorted(repos.items())),
+                "languages": dict(sorted(langs.items())),
                 "model": self.meta.get("model_id"), "doc_text_format": self.meta.get("doc_text_format"),
                 "format_version": int(self.meta.get("backend_format", "0"))}
 
     def close(self) -> None:
-        """Close the connection (a Lite file is then free for another process)."""
+        """Close the connection; the last store of a Lite file in this process stops its embedded server,
+        so the file is free for another process."""
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(Exception):
             self.client.close()
+        if self._lite_path is not None:
+            with _LITE_LOCK:
+                _LITE_OPEN[self._lite_path] -= 1
+                last = _LITE_OPEN[self._lite_path] <= 0
+                if last:
+                    del _LITE_OPEN[self._lite_path]
+            if last:
+                with contextlib.suppress(Exception):
+                    from milvus_lite.server_manager import server_manager_instance
+
+                    server_manager_instance.release_server(self._lite_path)
 
 
 def _contains(tokens: list[str], phrase: list[str]) -> bool:
