@@ -26,6 +26,27 @@ from .types import Hit
 log = logging.getLogger(__name__)
 
 
+def open_store(uri: str, settings: Settings) -> Any:
+    """The backend's index for queries with ``settings`` (a ``MilvusStore``).
+
+    A backend holds one index per model (docs/scale.md). With a model set (``--model`` or the setting
+    ``model``), its index is used, and a backend without one is an error that names those it holds;
+    with the default model, the backend's only index is used (its model is loaded, as a local index's
+    is), or the default model's when it holds several.
+    """
+    from .embed import read_model_info
+    from .indexer import index_meta
+    from .milvus_store import MilvusStore
+
+    MilvusStore.check_uri(uri, create=False)
+    model = read_model_info(settings.model, settings.max_length, "torch" if settings.runtime == "auto"
+                            else settings.runtime)
+    meta = index_meta(model, settings)
+    if settings.model:
+        return MilvusStore(uri, identity=meta)
+    return MilvusStore(uri, prefer=meta)
+
+
 def unsupported(op: str, uri: str) -> str:
     """The one-line answer to a request a backend cannot serve."""
     if op == "reindex":
@@ -47,11 +68,9 @@ class BackendService:
     """
 
     def __init__(self, uri: str, settings: Settings, embedder: Embedder | None = None) -> None:
-        from .milvus_store import MilvusStore
-
         self.uri = uri
         self.settings = settings
-        self.store = MilvusStore(uri)
+        self.store = open_store(uri, settings)
         self.searcher = Searcher(self.store, settings, embedder)
         self._lock = threading.Lock()
 

@@ -21,7 +21,7 @@ from codesearch.cli import main  # noqa: E402
 from codesearch.config import Settings  # noqa: E402
 from codesearch.index import DB_NAME, IndexReader, connect  # noqa: E402
 from codesearch.indexer import index_repository  # noqa: E402
-from codesearch.milvus_store import UNITS, MilvusStore  # noqa: E402
+from codesearch.milvus_store import MilvusStore  # noqa: E402
 from codesearch.search import Searcher  # noqa: E402
 
 REPOS = Path(__file__).parent / "fixtures" / "repos"
@@ -62,7 +62,7 @@ def _local_units(root: Path) -> set[tuple]:
 
 
 def _backend_units(store: MilvusStore, repo: str) -> set[tuple]:
-    rows = store.client.query(UNITS, filter=f'repo == "{repo}"', output_fields=FIELDS)
+    rows = store.client.query(store.units, filter=f'repo == "{repo}"', output_fields=FIELDS)
     return {tuple(r[f] for f in FIELDS) for r in rows}
 
 
@@ -191,6 +191,60 @@ def test_rerun_embeds_only_changed_texts_and_removes_stale_units(ray_cluster, tm
     assert not any(r["path"].startswith("stats/") for r in rows)
     assert any(r["qualified_name"] == "NewCache" for r in rows)
     assert len(_backend_rows(backend, "go")) == first.units // 2
+    # The vector cache keeps exactly the texts some unit uses: "go" still has New and stats/.
+    assert edited.texts_removed == shrunk.texts_removed == 0
+    assert _cached_texts(backend) == {r["text_hash"] for r in _backend_rows(backend, "go") + rows}
+    # Removing "go" drops its rows and the texts only it used (old New, stats/), not the shared ones.
+    only_go = {r["text_hash"] for r in _backend_rows(backend, "go")} - {r["text_hash"] for r in rows}
+    assert main(["index", "--backend", backend, "--remove", "go", "--json"]) == 0
+    assert _cached_texts(backend) == {r["text_hash"] for r in _backend_rows(backend, "gofork")}
+    assert len(only_go) > 1  # the old New and the units of stats/
+    assert _backend_rows(backend, "go") == [] and len(_backend_rows(backend, "gofork")) == len(rows)
+    assert main(["index", "--backend", backend, "--remove", "nosuchrepo"]) != 0
+    again = index_repositories(repos, backend, settings)  # put back: only the texts it lost are embedded
+    assert again.embedded == len(only_go) and again.units_added == first.units // 2
+
+
+def _cached_texts(backend: str) -> set[str]:
+    store = MilvusStore(backend)
+    try:
+        with store.snapshot():
+            return {r["text_hash"] for r in store.client.query(store.texts, filter="", output_fields=["text_hash"],
+                                                                limit=16384)}
+    finally:
+        store.close()
+
+
+def test_another_model_builds_its_own_index_and_queries_use_theirs(ray_cluster, tmp_path, real_embedder):
+    from codesearch.backend_service import open_store
+    from codesearch.errors import IndexStale
+
+    repo = tmp_path / "go"
+    shutil.copytree(REPOS / "mini_go", repo)
+    backend = str(tmp_path / "models.db")
+    repos = read_repositories([str(repo)])
+    shipped = index_repositories(repos, backend, Settings())
+    base = index_repositories(repos, backend, Settings(model="base"))
+    assert base.embedded == base.unique_texts == shipped.embedded and base.units_added == shipped.units
+    assert index_repositories(repos, backend, Settings(model="base")).embedded == 0
+    query = "a cache whose entries expire"
+    for settings in (Settings(), Settings(model="base")):
+        store = open_store(backend, settings)
+        try:
+            assert len(store.indexes) == 2 and store.count_units() == shipped.units
+            hits = Searcher(store, settings).search(query, mode="semantic", k=3)
+            local_store = str(tmp_path / f"{settings.model or 'shipped'}.db")
+            index_repositories(repos, local_store, settings)  # a backend with that model alone
+            alone = Searcher(MilvusStore(local_store), settings)
+            try:
+                assert _ranked(hits) == _ranked(alone.search(query, mode="semantic", k=3))
+            finally:
+                alone.close()
+        finally:
+            store.close()
+    assert main(["status", "--backend", backend, "--json"]) == 0
+    with pytest.raises(IndexStale, match="holds no index of"):
+        open_store(backend, Settings(max_length=64, model="base"))
 
 
 def test_roles_filter_and_prior_through_the_backend(ray_cluster, tmp_path, real_embedder):
@@ -216,8 +270,8 @@ def _backend_rows(backend: str, repo: str) -> list[dict]:
     store = MilvusStore(backend)
     try:
         with store.snapshot():
-            return list(store.client.query(UNITS, filter=f'repo == "{repo}"',
-                                           output_fields=["path", "qualified_name", "start_byte"]))
+            return list(store.client.query(store.units, filter=f'repo == "{repo}"',
+                                           output_fields=["path", "qualified_name", "start_byte", "text_hash"]))
     finally:
         store.close()
 
