@@ -300,6 +300,8 @@ def test_cli_status_counts_units_per_repository(org, capsys):
     (["index", "--backend", "http://127.0.0.1:1", "{repo}"], "cannot open backend"),
     (["query", "--backend", "{tmp}/missing.db", "anything"], "no backend at"),
     (["query", "--backend", "http://127.0.0.1:1", "anything"], "cannot open backend"),
+    (["index", "--remove", "x"], "give --backend URI"),
+    (["index", "--backend", "{tmp}/x.db", "--remove", "x", "{repo}"], "not both"),
 ])
 def test_bad_input_is_one_line(ray_cluster, tmp_path, capsys, args, message):
     argv = [a.format(tmp=tmp_path, repo=REPOS / "mini_go") for a in args]
@@ -442,3 +444,13 @@ def test_lsp_server_searches_a_backend(org, tmp_path, monkeypatch):
         assert not (folder / ".codesearch").exists()  # the folder is not indexed: the backend serves it
     finally:
         lsp.close()
+
+
+def test_lsp_option_backend():
+    from codesearch.lsp_params import parse_options
+
+    opts, problems = parse_options({"backend": "org.db"})
+    assert opts.backend == "org.db" and problems == []
+    assert opts.settings_for(REPOS / "mini_go").backend == "org.db"
+    kept, problems = parse_options({"backend": 3}, opts)
+    assert kept.backend == "org.db" and "backend" in problems[0]
