@@ -404,6 +404,8 @@ def render() -> str:
                   "index); at 1M units a query takes seconds and the process holds about 6 GB. That is the "
                   "single-machine mode's limit, not a Milvus server's (not measured here: no server on this "
                   "machine); the copies also make every query's top hits exact ties.", ""]
+    lines += ["All three measured before this branch was rebased onto 86c8491 (runtime `auto`, float16 FAISS "
+              "snapshots): the local figures are of float32 snapshots and the torch query encoder.", ""]
     lines += ["GPU tokens/s: not measured (no GPU in this session; the encoder runs on CPU only)."]
     return "\n".join(lines)
 
