@@ -61,12 +61,25 @@ def index_backend(paths: Sequence[str], backend: str, settings: Settings, worker
                + (f"; not indexed: {skipped}" if skipped else ""))
 
 
-def status_backend(backend: str, as_json: bool) -> None:
+def remove_backend(backend: str, names: Sequence[str], as_json: bool) -> None:
+    """Delete repositories from ``backend`` (``codesearch index --backend URI --remove NAME``)."""
+    _require_extra()
+    from .batch import remove_repositories
+
+    out = remove_repositories(names, backend)
+    if as_json:
+        click.echo(json.dumps(out, sort_keys=True))
+        return
+    click.echo(f"removed {out['repositories_removed']} repositories from {backend} ({out['units_removed']} units, "
+               f"{out['texts_removed']} cached vectors)")
+
+
+def status_backend(backend: str, settings: Settings, as_json: bool) -> None:
     """Counts and identity of ``backend``."""
     _require_extra()
-    from .milvus_store import MilvusStore
+    from .backend_service import open_store
 
-    store = MilvusStore(backend)
+    store = open_store(backend, settings)
     try:
         info = store.status()
     finally:
@@ -76,7 +89,8 @@ def status_backend(backend: str, as_json: bool) -> None:
         return
     click.echo(f"backend: {info['backend']}\nmodel:   {info['model']} ({info['doc_text_format']})\n"
                f"units:   {info['units']} in {info['repositories']} repositories\n"
-               f"vectors: {info['vectors']} cached texts")
+               f"vectors: {info['vectors']} cached texts"
+               + (f"\nindexes: {'; '.join(info['indexes'])}" if len(info["indexes"]) > 1 else ""))
 
 
 def query_backend(backend: str, text: str | None, settings: Settings, k: int | None, mode: str | None,
@@ -87,11 +101,11 @@ def query_backend(backend: str, text: str | None, settings: Settings, k: int | N
     ``suffix`` is appended to every query (the ``--role``/``--exclude-role`` filters as query syntax).
     """
     _require_extra()
+    from .backend_service import open_store
     from .client import hit_record
-    from .milvus_store import MilvusStore
     from .search import Searcher
 
-    searcher = Searcher(MilvusStore(backend), settings)
+    searcher = Searcher(open_store(backend, settings), settings)
     try:
         def rows(q: str) -> list[dict[str, Any]]:
             hits = searcher.search(f"{q} {suffix}".strip(), k=k, mode=mode, languages=langs, paths=paths,

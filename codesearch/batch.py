@@ -66,6 +66,7 @@ class BatchReport:
     tokens: int = 0
     units_added: int = 0
     units_removed: int = 0
+    texts_removed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     workers: int = 1
     seconds: float = 0.0
@@ -245,13 +246,16 @@ def index_repositories(repositories: Sequence[Repository], backend: str, setting
     MilvusStore.check_uri(backend)
     # Ray first: starting Ray's processes while pymilvus' gRPC threads run made its start-up time out here.
     _start_ray(address, workers)
-    store = MilvusStore(backend, create=True)
+    meta = index_meta(model, settings)
+    store = MilvusStore(backend, create=True, identity=meta)
     try:
-        store.prepare(index_meta(model, settings))
+        store.prepare(meta)
         report = BatchReport(backend=backend, repositories=len(repositories), workers=workers)
         files = _scan(repositories, settings, progress)
         report.files = len(files)
         _run(store, files, repositories, model, fmt, settings, workers, report, progress)
+        now = time.time()
+        store.record_repositories({r.name: {"root": str(r.root), "indexed_at": now} for r in repositories})
     finally:
         store.close()
     report.seconds = time.perf_counter() - started
@@ -391,6 +395,44 @@ def _delete_stale(store: MilvusStore, repositories: Sequence[Repository], wanted
             keep = {uid for uid, sym in store.symbols(stale.tolist()).items() if sym.path in unreadable[repo.name]}
             stale = np.asarray([u for u in stale.tolist() if u not in keep], dtype=np.int64)
         if len(stale):
+            hashes = store.text_hashes_of(stale.tolist())
             store.delete_ids(stale.tolist())
             report.units_removed += len(stale)
+            report.texts_removed += store.drop_unused_texts(hashes)
+
+
+def remove_repositories(names: Sequence[str], backend: str) -> dict[str, Any]:
+    """Delete repositories from every index of ``backend`` (their unit rows, and cached vectors no other unit uses).
+
+    Raises:
+        UsageError: a name the backend does not hold.
+        IndexMissing, BackendUnavailable: no backend there, or it cannot be opened.
+    """
+    store = MilvusStore(backend, identity=None, prefer=None, create=False, any_index=True)
+    out = {"backend": backend, "repositories_removed": 0, "units_removed": 0, "texts_removed": 0}
+    try:
+        held: set[str] = set()
+        for units in store.indexes:
+            store.select_index(units)
+            held.update(store.repositories())
+            held.update(store.status()["units_per_repository"])
+        unknown = [n for n in names if n not in held]
+        if unknown:
+            raise UsageError(f"backend {backend} holds no repository {', '.join(map(repr, unknown))} "
+                             f"(it holds {', '.join(sorted(held)) or 'none'})")
+        for units in store.indexes:
+            store.select_index(units)
+            for name in names:
+                ids = store.repo_ids(name)
+                if len(ids):
+                    hashes = store.text_hashes_of(ids.tolist())
+                    store.delete_ids(ids.tolist())
+                    out["units_removed"] += len(ids)
+                    out["texts_removed"] += store.drop_unused_texts(hashes)
+            store.record_repositories({}, remove=names)
+            store.flush()
+        out["repositories_removed"] = len(set(names))
+    finally:
+        store.close()
+    return out
 

@@ -107,8 +107,10 @@ def cli() -> None:
               "a Milvus Lite file (org.db) or http://host:port (docs/scale.md).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, help="With --backend: encoder workers (Ray actors).")
 @click.option("--ray-address", help="With --backend: a Ray cluster to run on (default: a local Ray).")
+@click.option("--remove", "remove", multiple=True, metavar="NAME",
+              help="With --backend: delete this repository from the backend (repeatable; no PATH).")
 def index(paths: tuple[str, ...], index_dir: str | None, model: str | None, as_json: bool, verbose: bool,
-          backend: str | None, workers: int, ray_address: str | None) -> None:
+          backend: str | None, workers: int, ray_address: str | None, remove: tuple[str, ...]) -> None:
     """Index (or update the index of) the repository at PATH (default: the current directory).
 
     With --backend URI (or the `backend` setting), index several repositories into a shared backend.
@@ -117,6 +119,15 @@ def index(paths: tuple[str, ...], index_dir: str | None, model: str | None, as_j
 
     _setup_logging(verbose)
     backend = backend or load_settings(None).backend
+    if remove and not backend:
+        raise UsageError("--remove takes a repository out of a backend: give --backend URI")
+    if backend and remove:
+        if paths:
+            raise UsageError("give either repositories to index or --remove NAME, not both")
+        from .backend_cli import remove_backend
+
+        remove_backend(backend, remove, as_json)
+        return
     if backend:
         from .backend_cli import index_backend
 
@@ -301,7 +312,7 @@ def status(repo: str | None, index_dir: str | None, as_json: bool, backend: str 
     if backend:
         from .backend_cli import status_backend
 
-        status_backend(backend, as_json)
+        status_backend(backend, _settings(None), as_json)
         return
 
     root = _resolve_repo(repo, index_dir)
@@ -452,12 +463,18 @@ def lsp(log_file: str | None, debug: bool) -> None:
 @cli.command()
 @click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=str),
               help="Serve this directory (default: the client's MCP roots, else the current directory).")
-def mcp(root: str | None) -> None:
+@click.option("--backend", help="Serve this backend (org.db or http://host:port) instead of a local index "
+              "(default: the `backend` setting; docs/scale.md).")
+def mcp(root: str | None, backend: str | None) -> None:
     """Run the Model Context Protocol server on stdin/stdout (agents start it; see docs/mcp.md)."""
     from .mcp_server import serve
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="codesearch-mcp: %(message)s")
-    serve(Path(root) if root else None)
+    if backend:
+        from .backend_cli import _require_extra
+
+        _require_extra()
+    serve(Path(root) if root else None, backend)
 
 
 def main(argv: list[str] | None = None) -> int:

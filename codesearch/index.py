@@ -786,6 +786,25 @@ class IndexReader:
             out.update((r["id"], row_to_symbol(r)) for r in rows)
         return out
 
+    def unit_at(self, path: str, line: int) -> int | None:
+        """The id of the innermost unit of ``path`` spanning ``line`` (the smallest span; ties by id)."""
+        row = self.conn.execute(
+            "SELECT id FROM units WHERE path = ? AND start_line <= ? AND end_line >= ? "
+            "ORDER BY end_line - start_line, id LIMIT 1", (path, line, line)).fetchone()
+        return None if row is None else int(row[0])
+
+    def unit_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The vector of each unit id (those that exist)."""
+        out: dict[int, np.ndarray] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self.conn.execute(
+                "SELECT u.id, v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash "
+                f"WHERE u.id IN ({','.join('?' * len(chunk))})", chunk)
+            out.update((int(uid), np.frombuffer(blob, dtype=np.float32)) for uid, blob in rows)
+        return out
+
     def cached_vectors(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """The vector cache's entries for these text hashes (those it has, of the index's dimension)."""
         dim = self.dim

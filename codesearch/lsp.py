@@ -45,7 +45,7 @@ from .embed import Embedder, cpu_threads, load_embedder
 from .errors import CodesearchError, IndexCorrupt, IndexLocked, IndexMissing, IndexStale, UsageError
 from .index import IndexReader
 from .indexer import index_repository
-from .lsp_convert import SNIPPET_LINES, _plain, hit_json, hit_range, snippet
+from .lsp_convert import SNIPPET_LINES, _plain, backend_hit_json, hit_json, hit_range, snippet
 from .lsp_params import MAX_K, SearchRequest, ServerOptions, command_request, parse_options
 from .lsp_protocol import REQUEST_FAILED, SEARCH_METHOD, CodesearchProtocol, RequestFailed, _short
 from .lsp_roots import RootIndex, _IndexWorker
@@ -98,6 +98,12 @@ class CodesearchServer(LanguageServer):
         self._pending: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._started = False
         self.shutting_down = False
+        #: With a backend (option or setting ``backend``), every search goes to it (docs/scale.md) and
+        #: the workspace folders are not indexed.
+        self.backend_uri: str | None = None
+        self._backend: Any = None
+        self._backend_lock = threading.Lock()
+        self._backend_error: str | None = None
 
     # ---- plumbing -------------------------------------------------------------------------------
 
@@ -154,7 +160,55 @@ class CodesearchServer(LanguageServer):
             folders = [from_fs_path(params.root_path) or params.root_path]
         for uri in folders:
             self.add_root(uri)
+        self.backend_uri = self._configured_backend()
         self.initialized = True
+
+    def _configured_backend(self) -> str | None:
+        """The backend to search: the ``backend`` option, else the first folder's (or the environment's) setting."""
+        if self.options.backend:
+            return self.options.backend
+        from .config import load_settings
+
+        for root in self.roots.values():
+            if root.settings.backend:
+                return root.settings.backend
+        try:
+            return load_settings(None).backend
+        except CodesearchError:
+            return None
+
+    def backend_service(self) -> Any:
+        """The open backend (opened on first use, on a worker thread).
+
+        Raises:
+            RequestFailed: it cannot be opened (the message says why).
+        """
+        with self._backend_lock:
+            if self._backend is None:
+                from .backend_service import BackendService
+
+                service = None
+                try:
+                    settings = next(iter(self.roots.values())).settings if self.roots else \
+                        self.options.settings_for(Path.cwd())
+                    service = BackendService(str(self.backend_uri), settings)
+                    service.searcher.embedder  # noqa: B018 - load the query encoder now
+                except ImportError as exc:
+                    raise RequestFailed(f"a backend needs the scale extra (pip install 'codesearch[scale]'): "
+                                        f"{exc}") from None
+                except CodesearchError as exc:
+                    if service is not None:
+                        service.close()
+                    raise RequestFailed(str(exc)) from None
+                self._backend = service
+            return self._backend
+
+    def close_backend(self) -> None:
+        """Close the backend (a Milvus Lite file is then free for other processes)."""
+        with self._backend_lock:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
 
     def add_root(self, uri: str) -> RootIndex | None:
         """Start serving a workspace folder (no-op if served or not a local directory)."""
@@ -182,10 +236,25 @@ class CodesearchServer(LanguageServer):
         if self._started:
             return
         self._started = True
+        if self.backend_uri:
+            self._worker.submit(self._open_backend)
+            return
         for root in self.roots.values():
             self._start_root(root)
 
+    def _open_backend(self) -> None:
+        try:
+            self.backend_service()
+            self._backend_error = None
+            self._log_from_worker(f"codesearch: searching the backend {self.backend_uri}")
+        except RequestFailed as exc:
+            self._backend_error = str(exc)
+            self._call_soon(self._log, f"codesearch: {exc}", types.MessageType.Error)
+        self._call_soon(self.publish_status)
+
     def _start_root(self, root: RootIndex) -> None:
+        if self.backend_uri:
+            return  # the backend serves the searches; the folders are not indexed
         fut = self._worker.submit(lambda: self._open_root(root))
         fut.add_done_callback(lambda f: self._root_failed(root, f))
 
@@ -216,6 +285,7 @@ class CodesearchServer(LanguageServer):
         self._pending.clear()
         assert self.loop is not None
         closing = [self.loop.run_in_executor(None, self._stop_watcher, r) for r in self.roots.values()]
+        closing.append(self.loop.run_in_executor(None, self.close_backend))
         if closing:
             await asyncio.wait(closing, timeout=20)
 
@@ -579,8 +649,14 @@ class CodesearchServer(LanguageServer):
             raise RequestFailed("; ".join(f"{r.root}: {r.message}" for r in broken))
 
     async def search(self, req: SearchRequest) -> dict[str, Any]:
-        """Answer a search across the addressed roots."""
+        """Answer a search across the addressed roots (or in the backend)."""
         started = time.perf_counter()
+        if self.backend_uri:
+            self.start()
+            encoding = str(self.workspace.position_encoding or types.PositionEncodingKind.Utf16.value)
+            assert self.loop is not None
+            results = await self.loop.run_in_executor(self._pool, self._backend_search_sync, req, encoding)
+            return {"results": results, "elapsedMs": round(1000 * (time.perf_counter() - started), 2)}
         roots = self.pick_roots(req.root)
         if not roots:
             raise RequestFailed("no workspace folder to search: open a folder first")
@@ -625,8 +701,55 @@ class CodesearchServer(LanguageServer):
             out.append(hit_json(root, hit, source, encoding))
         return out
 
+    def _backend_search_sync(self, req: SearchRequest, encoding: str) -> list[dict[str, Any]]:
+        """A search in the backend: hits of every repository, each with ``repo`` and its file's URI."""
+        service = self.backend_service()
+        try:
+            hits, _ = service.search(req.query, k=req.k, mode=req.mode, languages=req.languages, paths=req.paths,
+                                     kinds=req.kinds)
+            roots = {name: str(r.get("root") or "") for name, r in service.store.repositories().items()}
+        except UsageError as exc:
+            raise JsonRpcInvalidParams(str(exc)) from None
+        except CodesearchError as exc:
+            raise RequestFailed(str(exc)) from None
+        files: dict[Path, bytes | None] = {}
+        out = []
+        for hit in hits:
+            repo_root = roots.get(hit.repo or "") or self._folder_named(hit.repo or "")
+            path = Path(repo_root) / hit.symbol.path
+            if path not in files:
+                try:
+                    files[path] = path.read_bytes()
+                except OSError:
+                    files[path] = None
+            out.append(backend_hit_json(repo_root, service.uri, hit, files[path], encoding))
+        return out
+
+    def _folder_named(self, name: str) -> str:
+        """A workspace folder of that name (where a repository's recorded checkout is not known)."""
+        for root in self.roots.values():
+            if root.root.name == name:
+                return str(root.root)
+        return ""
+
+    def _backend_status(self) -> dict[str, Any]:
+        if self._backend is None:
+            state = "error" if self._backend_error else "starting"
+            return {"state": state, "units": 0, "roots": [], "backend": self.backend_uri,
+                    "message": self._backend_error or f"opening the backend {self.backend_uri}"}
+        try:
+            info = self._backend.status()
+        except CodesearchError as exc:
+            return {"state": "error", "units": 0, "roots": [], "backend": self.backend_uri, "message": str(exc)}
+        return {"state": "ready", "units": info["units"], "roots": [], "backend": self.backend_uri,
+                "repositories": info["units_per_repository"], "languages": info["languages"],
+                "model": info["model"],
+                "message": f"{info['units']} units in {info['repositories']} repositories ({self.backend_uri})"}
+
     def status(self) -> dict[str, Any]:
         """The state of every root (the ``codesearch.status`` result and ``codesearch/status`` params)."""
+        if self.backend_uri:
+            return self._backend_status()
         roots = []
         for root in self.roots.values():
             item: dict[str, Any] = {
@@ -655,6 +778,10 @@ class CodesearchServer(LanguageServer):
 
     async def reindex(self, root_uri: str | None) -> dict[str, Any]:
         """Update the index of the addressed roots now (all files are checked)."""
+        if self.backend_uri:
+            from .backend_service import unsupported
+
+            raise RequestFailed(unsupported("reindex", self.backend_uri))
         roots = self.pick_roots(root_uri)
         await self.wait_ready(roots)
         reports = []
@@ -692,6 +819,15 @@ class CodesearchServer(LanguageServer):
         for p in problems:
             self._log(f"codesearch: {p}", types.MessageType.Warning)
         self.options = options
+        backend = self._configured_backend()
+        if backend != self.backend_uri:
+            self.close_backend()
+            self.backend_uri, self._backend_error = backend, None
+            if self._started and backend:
+                self._worker.submit(self._open_backend)
+            elif self._started:
+                for root in self.roots.values():
+                    self._start_root(root)
         for root in list(self.roots.values()):
             try:
                 settings = options.settings_for(root.root)

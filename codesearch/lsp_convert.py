@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -68,11 +69,23 @@ def snippet(code: str, indent: str = "", lines: int = SNIPPET_LINES) -> str:
 
 def hit_json(root: RootIndex, hit: Hit, source: bytes | None, encoding: str) -> dict[str, Any]:
     """One search result as JSON."""
+    return _hit_json(str(root.root / hit.symbol.path), root.uri, hit, source, encoding)
+
+
+def backend_hit_json(repo_root: str, backend: str, hit: Hit, source: bytes | None, encoding: str) -> dict[str, Any]:
+    """One result of a multi-repository backend as JSON: ``repo`` added, ``root`` is the backend, and
+    ``uri`` is the file in the checkout the batch job read (``repo_root``)."""
+    out = _hit_json(str(Path(repo_root) / hit.symbol.path), backend, hit, source, encoding)
+    out["repo"] = hit.repo
+    return out
+
+
+def _hit_json(file_path: str, root_uri: str, hit: Hit, source: bytes | None, encoding: str) -> dict[str, Any]:
     s = hit.symbol
     prefix = _line_prefix(source, hit)
     indent = prefix.decode("utf-8", "replace") if prefix is not None else ""
     return {
-        "uri": from_fs_path(str(root.root / s.path)),
+        "uri": from_fs_path(file_path),
         "range": hit_range(source, hit, encoding),
         "name": s.name,
         "qualifiedName": s.qualified_name,
@@ -81,7 +94,7 @@ def hit_json(root: RootIndex, hit: Hit, source: bytes | None, encoding: str) -> 
         "role": s.role,
         "score": round(hit.score, 6),
         "path": s.path,
-        "root": root.uri,
+        "root": root_uri,
         "signature": s.signature,
         "summary": s.summary,
         "snippet": snippet(s.code, indent),

@@ -41,6 +41,8 @@ class ServerOptions:
         debounce_ms: ``debounceMs``: delay after the last edit before a buffer is re-embedded (and the
             watcher's per-path debounce).
         watch: ``watch``: keep the index fresh with a file watcher (else only on save).
+        backend: ``backend``: search this multi-repository backend (``org.db`` or ``http://host:port``;
+            docs/scale.md) instead of the workspace folders' own indexes (default: the ``backend`` setting).
     """
 
     model: str | None = None
@@ -51,6 +53,7 @@ class ServerOptions:
     threads: int | None = None
     debounce_ms: int | None = None
     watch: bool = True
+    backend: str | None = None
 
     def settings_for(self, root: Path) -> Settings:
         """The repository's settings (``.codesearch.toml``, environment) with these options on top."""
@@ -58,7 +61,7 @@ class ServerOptions:
         if index_dir is not None and not Path(index_dir).expanduser().is_absolute():
             index_dir = str(root / index_dir)
         settings = load_settings(root).replace(model=self.model, index_dir=index_dir, k=self.k, mode=self.mode,
-                                               ignore=self.ignore, threads=self.threads)
+                                               ignore=self.ignore, threads=self.threads, backend=self.backend)
         if self.debounce_ms is not None:
             settings = settings.replace(debounce_ms=self.debounce_ms,
                                         debounce_max_ms=max(self.debounce_ms, settings.debounce_max_ms))
@@ -95,9 +98,9 @@ def parse_options(raw: Any, base: ServerOptions | None = None) -> tuple[ServerOp
     for key, value in raw.items():
         name = _snake(str(key))
         try:
-            if name in ("model", "index_dir"):
+            if name in ("model", "index_dir", "backend"):
                 if value is not None and not isinstance(value, str):
-                    raise TypeError("a path string")
+                    raise TypeError("a path string" if name != "backend" else "a backend URI string")
                 changes[name] = value or None
             elif name in ("k", "threads", "debounce_ms"):
                 if value is None:

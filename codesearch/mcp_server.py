@@ -16,6 +16,7 @@ unit that changed) is a tool result with ``isError`` and a one-line message.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -521,21 +522,181 @@ class CodeSearchTools:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Serving a backend (``codesearch mcp --backend URI``)
+
+
+def _backend_specs() -> dict[str, dict[str, Any]]:
+    """The tools as a backend serves them: hits carry ``repo``, units are named by repository; no reindex."""
+    specs = copy.deepcopy({k: v for k, v in TOOLS.items() if k in BACKEND_TOOL_NAMES})
+    repo = {"type": "string", "minLength": 1, "title": "Repository",
+            "description": "The repository a path is in (a name from search results or index_status)."}
+    repos = {"type": "array", "items": {"type": "string"}, "title": "Repositories",
+             "description": "Only units of these repositories (empty: all); also repo:NAME in the query."}
+    result_props = {"repo": {"type": "string", "description": "The repository the unit is in."},
+                    "root": {"type": "string", "description": "The backend the unit was found in."}}
+    for name in ("search_code", "find_similar"):
+        specs[name]["input"]["properties"]["repos"] = repos
+        out = specs[name]["output"]["properties"]["results"]["items"]
+        out["properties"].update(result_props)
+        out["required"] = list(dict.fromkeys([*out["required"], "repo"]))  # the two tools share this schema
+    unit = specs["get_code"]["output"]["properties"]["unit"]
+    unit["properties"].update(result_props)
+    unit["required"] = [*unit["required"], "repo"]
+    for name in ("get_code", "find_similar"):
+        specs[name]["input"]["properties"]["repo"] = repo
+        specs[name]["input"]["properties"]["path"] = {
+            **_PATH, "description": "A file path relative to its repository's root (with repo when several "
+                                    "repositories hold that path)."}
+    specs["search_code"]["description"] = (
+        "Find the functions, methods and classes, across every repository of this organisation-wide index, "
+        "that do what a plain-language description says (\"parse a cookie header\", \"retry with exponential "
+        "backoff\"). Each result names its repository (repo). The query may carry filters: repo:NAME lang:go "
+        "path:src/ kind:method \"exact phrase\".")
+    for spec in specs.values():
+        fresh = spec["output"]["properties"]["indexes"]["items"]["properties"]
+        fresh["root"] = {"type": "string", "description": "The backend."}
+        fresh["state"] = {"type": "string", "description": "backend: an index built by batch jobs (no pending "
+                                                           "changes are tracked; updated_at is the last job)."}
+    status_item = specs["index_status"]["output"]["properties"]["indexes"]["items"]
+    status_item["properties"]["repositories"] = {"type": "object", "additionalProperties": {"type": "integer"},
+                                                 "description": "Units per repository."}
+    status_item["required"] = [*status_item["required"], "repositories"]
+    specs["index_status"]["description"] = ("What the backend holds: units per repository and language, the "
+                                            "model, and when its batch job last ran.")
+    return specs
+
+
+#: The tools a backend serves (``reindex`` is refused: the batch job updates a backend).
+BACKEND_TOOL_NAMES = ("search_code", "get_code", "find_similar", "index_status")
+
+
+class BackendTools:
+    """The tools' logic over a backend built by ``codesearch index --backend`` (docs/scale.md).
+
+    Everything goes through :class:`~codesearch.backend_service.BackendService` in this process (a
+    Milvus Lite file serves one process; no daemon), so this server loads the query encoder. Results
+    carry ``repo``; paths are relative to their repository; nothing is read from a checkout.
+
+    Args:
+        uri: The backend.
+        settings: Ranking settings (the model must be the backend's).
+    """
+
+    def __init__(self, uri: str, settings: Settings) -> None:
+        self.uri = uri
+        self.settings = settings
+        self.specs = _backend_specs()
+        self._service: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def service(self) -> Any:
+        """The open backend (opened on the first call, so a missing backend is a tool error, not a crash)."""
+        with self._lock:
+            if self._service is None:
+                from .backend_service import BackendService
+
+                self._service = BackendService(self.uri, self.settings)
+            return self._service
+
+    def unsupported(self, name: str) -> str:
+        """Why a tool of the local server is not offered here."""
+        from .backend_service import unsupported
+
+        return unsupported(name, self.uri)
+
+    def set_roots(self, roots: list[Path]) -> None:
+        """A backend serves its own repositories, whatever the client's roots."""
+
+    def close(self) -> None:
+        """Close the backend."""
+        with self._lock:
+            if self._service is not None:
+                self._service.close()
+                self._service = None
+
+    def _request(self, req: dict[str, Any]) -> dict[str, Any]:
+        resp: dict[str, Any] = self.service.handle_request(req)
+        if "error" in resp:
+            if resp.get("type") == "UsageError":
+                raise BadArguments(str(resp["error"]))
+            raise ToolFailed(str(resp["error"]))
+        return resp
+
+    def _freshness(self, resp: dict[str, Any]) -> dict[str, Any]:
+        return {"root": self.uri, "generation": 0, "pending": 0, "state": "backend",
+                "updated_at": float(resp.get("updated_at") or 0.0)}
+
+    def _hits(self, resp: dict[str, Any], code_lines: int) -> list[dict[str, Any]]:
+        out = []
+        for r in resp["results"]:
+            row = {key: r[key] for key in ("id", "repo", "path", "start_line", "end_line", "name", "qualified_name",
+                                          "kind", "language", "role", "signature", "summary", "score") if key in r}
+            row["root"] = self.uri
+            if code_lines:
+                unit = self._request({"op": "get", "id": row["id"]})["unit"]
+                row["code"], row["code_truncated"] = _cut(unit["code"], code_lines)
+            out.append(row)
+        return out
+
+    def search_code(self, query: str, k: int = DEFAULT_K, languages: list[str] | None = None,
+                    paths: list[str] | None = None, kinds: list[str] | None = None, mode: str = "hybrid",
+                    code_lines: int = DEFAULT_CODE_LINES, repos: list[str] | None = None) -> dict[str, Any]:
+        """The ``search_code`` tool over the backend."""
+        resp = self._request({"op": "search", "query": query, "k": k, "mode": mode, "languages": languages or [],
+                              "paths": paths or [], "kinds": kinds or [], "repos": repos or []})
+        return {"results": self._hits(resp, code_lines), "indexes": [self._freshness(resp)]}
+
+    def get_code(self, id: int | None = None, path: str | None = None, line: int | None = None,
+                 repo: str | None = None, max_bytes: int = 60000) -> dict[str, Any]:
+        """The ``get_code`` tool over the backend."""
+        if id is None and (path is None or line is None):
+            raise BadArguments("give an id, or a path and a line (and repo)")
+        req: dict[str, Any] = {"op": "get", "max_bytes": max_bytes}
+        req.update({"id": id} if id is not None else {"path": path, "line": line, "repo": repo})
+        resp = self._request(req)
+        return {"unit": dict(resp["unit"], root=self.uri), "indexes": [self._freshness(resp)]}
+
+    def find_similar(self, id: int | None = None, path: str | None = None, line: int | None = None,
+                     code: str | None = None, k: int = DEFAULT_K, languages: list[str] | None = None,
+                     paths: list[str] | None = None, kinds: list[str] | None = None,
+                     code_lines: int = DEFAULT_CODE_LINES, repo: str | None = None,
+                     repos: list[str] | None = None) -> dict[str, Any]:
+        """The ``find_similar`` tool over the backend."""
+        given = sum(x is not None for x in (id, code)) + (path is not None)
+        if given != 1 or (path is not None and line is None):
+            raise BadArguments("give exactly one of: id, path and line (and repo), or code")
+        resp = self._request({"op": "similar", "id": id, "path": path, "line": line, "repo": repo, "code": code,
+                              "k": k, "languages": languages or [], "paths": paths or [], "kinds": kinds or [],
+                              "repos": repos or []})
+        return {"results": self._hits(resp, code_lines), "indexes": [self._freshness(resp)]}
+
+    def index_status(self) -> dict[str, Any]:
+        """The ``index_status`` tool over the backend."""
+        st = self._request({"op": "status"})
+        row = self._freshness(st)
+        row.update(units=int(st.get("units") or 0), languages=st.get("languages") or {}, files={},
+                   model=str(st.get("model") or ""), not_indexed=[],
+                   repositories=st.get("units_per_repository") or {})
+        return {"indexes": [row]}
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The MCP server
 
 
-def _validate(name: str, args: dict[str, Any]) -> None:
+def _validate(name: str, args: dict[str, Any], specs: dict[str, dict[str, Any]] = TOOLS) -> None:
     import jsonschema
 
     try:
-        jsonschema.validate(args, TOOLS[name]["input"])
+        jsonschema.validate(args, specs[name]["input"])
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path)
         raise BadArguments(f"{name}: {where + ': ' if where else ''}{exc.message}") from None
 
 
-def build_server(tools: CodeSearchTools, use_client_roots: bool = True) -> Any:
-    """The low-level MCP server whose handlers call ``tools``."""
+def build_server(tools: CodeSearchTools | BackendTools, use_client_roots: bool = True) -> Any:
+    """The low-level MCP server whose handlers call ``tools`` (a repository's, or a backend's)."""
     import anyio
     from mcp import types
     from mcp.server import Server
@@ -543,6 +704,7 @@ def build_server(tools: CodeSearchTools, use_client_roots: bool = True) -> Any:
 
 
     roots_checked = [not use_client_roots]
+    specs: dict[str, dict[str, Any]] = getattr(tools, "specs", TOOLS)
 
     async def sync_roots(ctx: Any) -> None:
         """Serve the client's roots when it declares them (once per connection)."""
@@ -577,15 +739,17 @@ def build_server(tools: CodeSearchTools, use_client_roots: bool = True) -> Any:
                        output_schema=spec["output"],
                        annotations=types.ToolAnnotations(title=spec["title"], read_only_hint=spec["read_only"],
                                                          destructive_hint=False, idempotent_hint=True))
-            for name, spec in TOOLS.items()])
+            for name, spec in specs.items()])
 
     async def call_tool(ctx: Any, params: Any) -> Any:
         name = params.name
-        if name not in TOOLS:
-            raise MCPError(types.INVALID_PARAMS, f"unknown tool {name!r} (tools: {', '.join(TOOLS)})")
+        if name not in specs:
+            if name in TOOLS and isinstance(tools, BackendTools):
+                raise MCPError(types.INVALID_PARAMS, tools.unsupported(name))
+            raise MCPError(types.INVALID_PARAMS, f"unknown tool {name!r} (tools: {', '.join(specs)})")
         args = dict(params.arguments or {})
         try:
-            _validate(name, args)
+            _validate(name, args, specs)
             await sync_roots(ctx)
             data = await anyio.to_thread.run_sync(lambda: getattr(tools, name)(**args))
         except BadArguments as exc:
@@ -605,16 +769,27 @@ def build_server(tools: CodeSearchTools, use_client_roots: bool = True) -> Any:
                   on_list_tools=list_tools, on_call_tool=call_tool)
 
 
-def serve(root: Path | None = None) -> None:
-    """Run the MCP server on stdin/stdout until the client closes it."""
+def serve(root: Path | None = None, backend: str | None = None) -> None:
+    """Run the MCP server on stdin/stdout until the client closes it.
+
+    Args:
+        root: Serve this directory (default: the client's MCP roots, else the current directory).
+        backend: Serve this backend instead (default: the ``backend`` setting; None: a local index).
+    """
     import anyio
     from mcp.server.stdio import stdio_server
 
     start = (root or Path.cwd()).resolve()
     if not start.is_dir():
         raise UsageError(f"not a directory: {start}")
-    tools = CodeSearchTools([start])
-    server = build_server(tools, use_client_roots=root is None)
+    settings = load_settings(start)
+    backend = backend or settings.backend
+    tools: CodeSearchTools | BackendTools
+    if backend:
+        tools = BackendTools(backend, settings)
+    else:
+        tools = CodeSearchTools([start])
+    server = build_server(tools, use_client_roots=root is None and not backend)
 
     async def main() -> None:
         async with stdio_server() as (read, write):

@@ -15,8 +15,12 @@ time) or a server (``http://host:port``). Two collections:
     length, text). Forks, branches and unchanged units find their vector here and are not
     embedded again.
 
-The index identity (model key, text format, max length, feature version) is a property of the
-units collection; a job or query with another model is refused with one line.
+A backend holds one such pair per index identity (model key, text format, max length, feature
+version; a property of the units collection), named ``codesearch_units_<tag>`` and
+``codesearch_texts_<tag>`` (``tag``: a hash of the identity; the first release's unsuffixed names
+are still read). A job with another model builds its own pair beside the others; a query uses the
+pair of its model (or the only one). The vector cache is garbage-collected as the local index's
+is: when a run deletes unit rows, the cached vectors of their texts that no row uses any more go too.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +39,7 @@ import numpy as np
 
 from parsers.symbol import Symbol
 
-from .errors import BackendUnavailable, IndexMissing, IndexStale
+from .errors import BackendUnavailable, IndexMissing, IndexStale, UsageError
 from .index import Filters
 from .lexical import query_tokens
 from .lexical import tokens as lexical_tokens
@@ -44,7 +49,10 @@ log = logging.getLogger(__name__)
 UNITS = "codesearch_units"
 TEXTS = "codesearch_texts"
 META_PROPERTY = "codesearch.meta"
-#: Changelog of the collection schema: 1: first release.
+#: The repositories of the backend: JSON {name: {"root": checkout path, "indexed_at": Unix time}}.
+REPOS_PROPERTY = "codesearch.repos"
+#: Changelog of the collection schema: 1: first release (collections named per index identity since
+#: the second step; unsuffixed names of the first are still read).
 BACKEND_FORMAT_VERSION = 1
 #: Milvus' VARCHAR limit (bytes); longer values are clipped (code of a unit over 64 KB).
 _VARCHAR_MAX = 65535
@@ -61,6 +69,33 @@ _STR_LIMITS = {"repo": 1024, "path": 4096, "language": 32, "kind": 32, "role": 3
 _ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer", "language": "english"}]}
 #: Meta keys that must agree between the backend and a job writing to it.
 IDENTITY_KEYS = ("model_key", "doc_text_format", "max_length", "feature_version", "backend_format")
+
+
+#: Open MilvusStores per Milvus Lite file in this process (the last one to close stops its server).
+_LITE_OPEN: dict[str, int] = {}
+_LITE_LOCK = threading.Lock()
+
+
+def with_format(meta: dict[str, str]) -> dict[str, str]:
+    """``meta`` with this backend format version."""
+    return dict(meta, backend_format=str(BACKEND_FORMAT_VERSION))
+
+
+def identity_of(meta: dict[str, str]) -> tuple[str, ...]:
+    """What makes two indexes the same (their vectors interchangeable): the :data:`IDENTITY_KEYS` values."""
+    meta = {"backend_format": str(BACKEND_FORMAT_VERSION), **meta}
+    return tuple(str(meta.get(k, "")) for k in IDENTITY_KEYS)
+
+
+def index_tag(meta: dict[str, str]) -> str:
+    """The suffix of an index's collection names: a short hash of its identity."""
+    return hashlib.blake2b("\0".join(identity_of(meta)).encode(), digest_size=6).hexdigest()
+
+
+def describe(meta: dict[str, str]) -> str:
+    """An index's identity in words, for messages."""
+    return (f"model {meta.get('model_key')} ({meta.get('doc_text_format')}, max_length {meta.get('max_length')}, "
+            f"feature version {meta.get('feature_version')})")
 
 
 def is_server_uri(uri: str) -> bool:
@@ -141,19 +176,36 @@ class MilvusStore:
     Args:
         uri: ``PATH.db`` (Milvus Lite) or ``http://host:port``.
         create: Create the backend (a new Lite file) if it does not exist; a query passes False.
+        identity: The index to use: meta with the :data:`IDENTITY_KEYS` of a model (``indexer.index_meta``);
+            a backend holds one index per identity. None: the only index of the backend.
+        prefer: Without ``identity``, the index to use when the backend holds several (the default model's).
+        any_index: Open whatever indexes the backend holds (the first is selected; see :meth:`select_index`).
+
+    Raises:
+        IndexMissing: no backend or no index there (``create`` False).
+        IndexStale: no index of ``identity`` (``create`` False).
+        UsageError: several indexes, no ``identity`` and none of ``prefer``.
     """
 
-    def __init__(self, uri: str, create: bool = False) -> None:
+    def __init__(self, uri: str, create: bool = False, identity: dict[str, str] | None = None,
+                 prefer: dict[str, str] | None = None, any_index: bool = False) -> None:
         logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its RPC errors become our one line
         self.uri = uri
         uri = self.check_uri(uri, create)
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
 
+        self._closed = False
+        self._lite_path: str | None = None
+        if not is_server_uri(uri):
+            self._lite_path = uri
+            with _LITE_LOCK:
+                _LITE_OPEN[uri] = _LITE_OPEN.get(uri, 0) + 1
         try:
             self.client = MilvusClient(uri, timeout=10)
             self.client.list_collections()
         except MilvusException as exc:
+            self.close()
             msg = getattr(exc, "message", "") or str(exc)
             if not is_server_uri(self.uri) and "Open local milvus failed" in msg:
                 msg += " (a Milvus Lite file serves one process at a time: is another codesearch using it?)"
@@ -161,11 +213,66 @@ class MilvusStore:
         self.meta: dict[str, str] = {}
         self._repo_cache: dict[int, str] = {}
         self._loaded = False
-        if self.client.has_collection(UNITS):
-            self.meta = self._read_meta()
-        elif not create:
+        #: The collections of the index this store reads and writes (set by :meth:`_select`).
+        self.units = ""
+        self.texts = ""
+        try:
+            self.indexes = self._list_indexes()
+            if any_index and self.indexes:
+                self._select(next(iter(self.indexes)))
+            else:
+                self._choose(create, identity, prefer)
+        except BaseException:
+            self.close()
+            raise
+
+    def _list_indexes(self) -> dict[str, dict[str, str]]:
+        """Every index of the backend: units collection name -> its meta."""
+        out: dict[str, dict[str, str]] = {}
+        with _milvus_errors(self.uri):
+            for name in sorted(self.client.list_collections()):
+                if name == UNITS or name.startswith(UNITS + "_"):
+                    out[name] = self._read_meta(name)
+        return out
+
+    def _select(self, units: str) -> None:
+        self.units = units
+        self.texts = TEXTS + units[len(UNITS):]
+        self.meta = self.indexes.get(units, {})
+        self._loaded = False
+
+    def _choose(self, create: bool, identity: dict[str, str] | None, prefer: dict[str, str] | None) -> None:
+        """Pick the index of ``identity`` (or, without one, the only index, else the one of ``prefer``)."""
+        held = ", ".join(describe(m) for m in self.indexes.values())
+        if identity is not None:
+            want = identity_of(identity)
+            for name, meta in self.indexes.items():
+                if identity_of(meta) == want:
+                    self._select(name)
+                    return
+            if create:
+                return  # prepare() creates it
+            if not self.indexes:
+                raise IndexMissing(f"backend {self.uri} holds no index; run `codesearch index --backend {self.uri} "
+                                   "REPO...` first")
+            raise IndexStale(f"backend {self.uri} holds no index of {describe(identity)} (it holds {held}); "
+                             f"index into it with that model, or query with the model of one it holds (--model)")
+        if not self.indexes:
+            if create:
+                return
             raise IndexMissing(f"backend {self.uri} holds no index; run `codesearch index --backend {self.uri} "
                                "REPO...` first")
+        if len(self.indexes) == 1:
+            self._select(next(iter(self.indexes)))
+            return
+        if prefer is not None:
+            want = identity_of(prefer)
+            for name, meta in self.indexes.items():
+                if identity_of(meta) == want:
+                    self._select(name)
+                    return
+        raise UsageError(f"backend {self.uri} holds indexes of several models ({held}); choose one with --model "
+                         "(or the model setting)")
 
     @staticmethod
     def check_uri(uri: str, create: bool = True) -> str:
@@ -189,33 +296,32 @@ class MilvusStore:
 
     # -- schema and identity ------------------------------------------------------------------
 
-    def _read_meta(self) -> dict[str, str]:
+    def _read_meta(self, units: str) -> dict[str, str]:
         with _milvus_errors(self.uri):
-            props = self.client.describe_collection(UNITS).get("properties", {})
+            props = self.client.describe_collection(units).get("properties", {})
         raw = props.get(META_PROPERTY)
         return dict(json.loads(raw)) if raw else {}
 
     def prepare(self, meta: dict[str, str]) -> None:
-        """Create the collections for ``meta`` (model identity, dim), or check they match it.
+        """Use the index of ``meta``'s identity (model, text format, max length, versions), creating it if new.
 
-        Raises:
-            IndexStale: the backend holds an index of another model, text format or version.
+        A backend holds one index (a pair of collections) per identity: a job with another model builds
+        its own index beside the others, and queries use the one of their model.
         """
-        meta = dict(meta, backend_format=str(BACKEND_FORMAT_VERSION))
-        with _milvus_errors(self.uri):
-            if self.client.has_collection(UNITS):
-                old = self._read_meta()
-                for key in IDENTITY_KEYS:
-                    if old.get(key) != meta.get(key):
-                        raise IndexStale(
-                            f"backend {self.uri} holds an index with {key} {old.get(key)}, this run has "
-                            f"{meta.get(key)}; index into a new backend (or delete {self.uri})")
-                self.meta = old
+        meta = with_format(meta)
+        if self.units and identity_of(self.meta) == identity_of(meta):
+            return
+        for name, old in self.indexes.items():
+            if identity_of(old) == identity_of(meta):
+                self._select(name)
                 return
-            self._create(int(meta["dim"]), meta)
-            self.meta = meta
+        units = f"{UNITS}_{index_tag(meta)}"
+        with _milvus_errors(self.uri):
+            self._create(units, TEXTS + units[len(UNITS):], int(meta["dim"]), meta)
+        self.indexes[units] = meta
+        self._select(units)
 
-    def _create(self, dim: int, meta: dict[str, str]) -> None:
+    def _create(self, units_name: str, texts_name: str, dim: int, meta: dict[str, str]) -> None:
         from pymilvus import DataType, Function, FunctionType
 
         c = self.client
@@ -224,10 +330,10 @@ class MilvusStore:
         texts.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         ip = c.prepare_index_params()
         ip.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
-        if not c.has_collection(TEXTS):
+        if not c.has_collection(texts_name):
             # Indexes without waiting: the wait calls a server method Milvus Lite lacks (it logs a traceback).
-            c.create_collection(TEXTS, schema=texts)
-            c.create_index(TEXTS, ip, sync=False)
+            c.create_collection(texts_name, schema=texts)
+            c.create_index(texts_name, ip, sync=False)
         units = c.create_schema(auto_id=False, enable_dynamic_field=False)
         units.add_field("id", DataType.INT64, is_primary=True)
         for name, limit in _STR_LIMITS.items():
@@ -247,14 +353,15 @@ class MilvusStore:
         ip.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         for name in ("repo", "path", "language", "kind", "role", "text_hash"):
             ip.add_index(field_name=name, index_type="INVERTED")
-        c.create_collection(UNITS, schema=units, properties={META_PROPERTY: json.dumps(meta, sort_keys=True)})
-        c.create_index(UNITS, ip, sync=False)
+        c.create_collection(units_name, schema=units,
+                            properties={META_PROPERTY: json.dumps(meta, sort_keys=True)})
+        c.create_index(units_name, ip, sync=False)
 
     def _load(self) -> None:
         if not self._loaded:
             with _milvus_errors(self.uri):
-                self.client.load_collection(UNITS)
-                self.client.load_collection(TEXTS)
+                self.client.load_collection(self.units)
+                self.client.load_collection(self.texts)
             self._loaded = True
 
     # -- writer side (the batch job) ----------------------------------------------------------
@@ -267,7 +374,7 @@ class MilvusStore:
         with _milvus_errors(self.uri):
             for start in range(0, len(hashes), _CHUNK):
                 chunk = hashes[start:start + _CHUNK]
-                for row in self.client.query(TEXTS, filter=_in("text_hash", chunk),
+                for row in self.client.query(self.texts, filter=_in("text_hash", chunk),
                                              output_fields=["text_hash", "vector"]):
                     out[row["text_hash"]] = np.asarray(row["vector"], dtype=np.float32)
         return out
@@ -280,7 +387,7 @@ class MilvusStore:
         with _milvus_errors(self.uri):
             for start in range(0, len(hashes), _CHUNK):
                 chunk = hashes[start:start + _CHUNK]
-                have.update(r["text_hash"] for r in self.client.query(TEXTS, filter=_in("text_hash", chunk),
+                have.update(r["text_hash"] for r in self.client.query(self.texts, filter=_in("text_hash", chunk),
                                                                       output_fields=["text_hash"]))
         return set(hashes) - have
 
@@ -289,7 +396,7 @@ class MilvusStore:
         rows = [{"text_hash": h, "vector": v.tolist()} for h, v in zip(text_hashes, vectors, strict=True)]
         if rows:
             with _milvus_errors(self.uri):
-                self.client.upsert(TEXTS, rows)
+                self.client.upsert(self.texts, rows)
 
     def existing_ids(self, ids: Sequence[int]) -> set[int]:
         """Which of these unit row ids the backend has."""
@@ -299,7 +406,7 @@ class MilvusStore:
         with _milvus_errors(self.uri):
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start:start + _CHUNK]
-                have.update(int(r["id"]) for r in self.client.query(UNITS, filter=_in("id", chunk),
+                have.update(int(r["id"]) for r in self.client.query(self.units, filter=_in("id", chunk),
                                                                      output_fields=["id"]))
         return have
 
@@ -314,7 +421,7 @@ class MilvusStore:
                 r[k] = clip(str(r[k]), limit)
             clean.append(r)
         with _milvus_errors(self.uri):
-            self.client.upsert(UNITS, clean)
+            self.client.upsert(self.units, clean)
 
     def repo_ids(self, repo: str) -> np.ndarray:
         """Every unit row id of ``repo``."""
@@ -326,21 +433,57 @@ class MilvusStore:
     def _query_all(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         """Every row matching ``expr`` (a query without a limit; Milvus Lite's query iterator needs a
         server call it does not implement)."""
+        self._load()
         with _milvus_errors(self.uri):
-            return list(self.client.query(UNITS, filter=expr, output_fields=fields))
+            return list(self.client.query(self.units, filter=expr, output_fields=fields))
 
     def delete_ids(self, ids: Sequence[int]) -> None:
         """Delete unit rows by id."""
         ids = [int(i) for i in ids]
         with _milvus_errors(self.uri):
             for start in range(0, len(ids), _CHUNK):
-                self.client.delete(UNITS, filter=_in("id", ids[start:start + _CHUNK]))
+                self.client.delete(self.units, filter=_in("id", ids[start:start + _CHUNK]))
+
+    def text_hashes_of(self, ids: Sequence[int]) -> set[str]:
+        """The text hashes of these unit rows."""
+        self._load()
+        out: set[str] = set()
+        ids = [int(i) for i in ids]
+        with _milvus_errors(self.uri):
+            for start in range(0, len(ids), _CHUNK):
+                out.update(r["text_hash"] for r in self.client.query(
+                    self.units, filter=_in("id", ids[start:start + _CHUNK]), output_fields=["text_hash"]))
+        return out
+
+    def drop_unused_texts(self, text_hashes: Iterable[str]) -> int:
+        """Delete the cached vectors of these hashes that no unit row uses any more; returns how many.
+
+        Only the given hashes are checked (those of rows a run deleted), so the cost is O(changed rows).
+        """
+        self._load()
+        hashes = sorted(set(text_hashes))
+        unused: list[str] = []
+        with _milvus_errors(self.uri):
+            for start in range(0, len(hashes), _CHUNK):
+                chunk = hashes[start:start + _CHUNK]
+                used = {r["text_hash"] for r in self.client.query(self.units, filter=_in("text_hash", chunk),
+                                                                  output_fields=["text_hash"])}
+                unused += [h for h in chunk if h not in used]
+            for start in range(0, len(unused), _CHUNK):
+                self.client.delete(self.texts, filter=_in("text_hash", unused[start:start + _CHUNK]))
+        return len(unused)
+
+    def select_index(self, units: str) -> None:
+        """Read and write the index whose units collection is ``units`` (a key of :attr:`indexes`)."""
+        if units not in self.indexes:
+            raise UsageError(f"backend {self.uri} has no index {units}")
+        self._select(units)
 
     def flush(self) -> None:
         """Make the writes durable (Milvus seals the growing segments)."""
         with _milvus_errors(self.uri):
-            self.client.flush(UNITS)
-            self.client.flush(TEXTS)
+            self.client.flush(self.units)
+            self.client.flush(self.texts)
 
     # -- reader side (VectorStore) ------------------------------------------------------------
 
@@ -394,7 +537,7 @@ class MilvusStore:
         if expr is None or k <= 0:
             return []
         with _milvus_errors(self.uri):
-            res = self.client.search(UNITS, data=[np.asarray(query, dtype=np.float32).tolist()],
+            res = self.client.search(self.units, data=[np.asarray(query, dtype=np.float32).tolist()],
                                      anns_field="vector", limit=min(k, _MAX_LIMIT), filter=expr,
                                      search_params={"metric_type": "IP"}, output_fields=["id"])
         return [(int(h["id"]), float(h["distance"])) for h in res[0]]
@@ -416,7 +559,7 @@ class MilvusStore:
             full = " and ".join(([f"({expr})"] if expr else []) + matches)
             ok: list[int] = []
             with _milvus_errors(self.uri):
-                rows = self.client.query(UNITS, filter=full, output_fields=["id", "lexical"], limit=_MAX_LIMIT)
+                rows = self.client.query(self.units, filter=full, output_fields=["id", "lexical"], limit=_MAX_LIMIT)
             for r in rows:
                 toks = r["lexical"].split()
                 if all(_contains(toks, p) for p in phrases):
@@ -428,7 +571,7 @@ class MilvusStore:
         if not q:
             return []
         with _milvus_errors(self.uri):
-            res = self.client.search(UNITS, data=[q], anns_field="sparse", limit=min(k, _MAX_LIMIT), filter=expr,
+            res = self.client.search(self.units, data=[q], anns_field="sparse", limit=min(k, _MAX_LIMIT), filter=expr,
                                      search_params={"metric_type": "BM25"}, output_fields=["id"])
         # Milvus Lite reports BM25 as a negative distance (best first); a server as a positive score.
         return [(int(h["id"]), abs(float(h["distance"]))) for h in res[0]]
@@ -439,7 +582,7 @@ class MilvusStore:
         ids = [int(i) for i in ids]
         with _milvus_errors(self.uri):
             for start in range(0, len(ids), _CHUNK):
-                rows = self.client.query(UNITS, filter=_in("id", ids[start:start + _CHUNK]),
+                rows = self.client.query(self.units, filter=_in("id", ids[start:start + _CHUNK]),
                                          output_fields=["id", "repo", *_SYMBOL_FIELDS])
                 for r in rows:
                     uid = int(r["id"])
@@ -453,7 +596,7 @@ class MilvusStore:
         ids = [int(i) for i in ids]
         with _milvus_errors(self.uri):
             for start in range(0, len(ids), _CHUNK):
-                rows = self.client.query(UNITS, filter=_in("id", ids[start:start + _CHUNK]),
+                rows = self.client.query(self.units, filter=_in("id", ids[start:start + _CHUNK]),
                                          output_fields=["id", "role"])
                 out.update((int(r["id"]), r["role"]) for r in rows)
         return out
@@ -468,34 +611,98 @@ class MilvusStore:
             self._repo_cache.clear()
         return out
 
+    def unit_at(self, path: str, line: int, repo: str | None = None) -> list[tuple[str, int]]:
+        """The innermost unit of ``path`` spanning ``line`` in each repository holding it (or in ``repo``)."""
+        expr = f"path == {_quote(path)} and start_line <= {int(line)} and end_line >= {int(line)}"
+        if repo is not None:
+            expr += f" and repo == {_quote(repo)}"
+        with _milvus_errors(self.uri):
+            rows = self.client.query(self.units, filter=expr, output_fields=["id", "repo", "start_line", "end_line"],
+                                     limit=_MAX_LIMIT)
+        best: dict[str, tuple[int, int]] = {}
+        for r in rows:
+            key = (int(r["end_line"]) - int(r["start_line"]), int(r["id"]))
+            if r["repo"] not in best or key < best[r["repo"]]:
+                best[r["repo"]] = key
+        for name, (_, uid) in best.items():
+            self._repo_cache[uid] = name
+        return [(name, uid) for name, (_, uid) in sorted(best.items())]
+
+    def unit_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The vector of each unit row id (those that exist)."""
+        out: dict[int, np.ndarray] = {}
+        ids = [int(i) for i in ids]
+        with _milvus_errors(self.uri):
+            for start in range(0, len(ids), _CHUNK):
+                for r in self.client.query(self.units, filter=_in("id", ids[start:start + _CHUNK]),
+                                           output_fields=["id", "vector"]):
+                    out[int(r["id"])] = np.asarray(r["vector"], dtype=np.float32)
+        return out
+
+    def repositories(self) -> dict[str, dict[str, Any]]:
+        """What the batch jobs recorded of each repository: ``{name: {"root": path, "indexed_at": time}}``."""
+        with _milvus_errors(self.uri):
+            props = self.client.describe_collection(self.units).get("properties", {})
+        raw = props.get(REPOS_PROPERTY)
+        return dict(json.loads(raw)) if raw else {}
+
+    def record_repositories(self, update: dict[str, dict[str, Any]], remove: Sequence[str] = ()) -> None:
+        """Merge ``update`` into :meth:`repositories` (and drop the names in ``remove``)."""
+        repos = self.repositories()
+        repos.update(update)
+        for name in remove:
+            repos.pop(name, None)
+        with _milvus_errors(self.uri):
+            self.client.alter_collection_properties(
+                self.units, properties={REPOS_PROPERTY: json.dumps(repos, sort_keys=True)})
+
     def count_units(self) -> int:
         """Number of unit rows."""
         self._load()
         with _milvus_errors(self.uri):
-            res = self.client.query(UNITS, filter="", output_fields=["count(*)"])
+            res = self.client.query(self.units, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
     def count_texts(self) -> int:
         """Number of cached vectors."""
         self._load()
         with _milvus_errors(self.uri):
-            res = self.client.query(TEXTS, filter="", output_fields=["count(*)"])
+            res = self.client.query(self.texts, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
     def status(self) -> dict[str, Any]:
         """Counts and identity of the backend."""
         repos: dict[str, int] = {}
-        for r in self._query_all("id >= 0", ["repo"]):
+        langs: dict[str, int] = {}
+        for r in self._query_all("id >= 0", ["repo", "language"]):
             repos[r["repo"]] = repos.get(r["repo"], 0) + 1
+            langs[r["language"]] = langs.get(r["language"], 0) + 1
         return {"backend": self.uri, "units": self.count_units(), "vectors": self.count_texts(),
+                "collection": self.units, "indexes": [describe(m) for m in self.indexes.values()],
                 "repositories": len(repos), "units_per_repository": dict(sorted(repos.items())),
+                "languages": dict(sorted(langs.items())),
                 "model": self.meta.get("model_id"), "doc_text_format": self.meta.get("doc_text_format"),
                 "format_version": int(self.meta.get("backend_format", "0"))}
 
     def close(self) -> None:
-        """Close the connection (a Lite file is then free for another process)."""
+        """Close the connection; the last store of a Lite file in this process stops its embedded server,
+        so the file is free for another process."""
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(Exception):
             self.client.close()
+        if self._lite_path is not None:
+            with _LITE_LOCK:
+                _LITE_OPEN[self._lite_path] -= 1
+                last = _LITE_OPEN[self._lite_path] <= 0
+                if last:
+                    del _LITE_OPEN[self._lite_path]
+            if last:
+                with contextlib.suppress(Exception):
+                    from milvus_lite.server_manager import server_manager_instance
+
+                    server_manager_instance.release_server(self._lite_path)
 
 
 def _contains(tokens: list[str], phrase: list[str]) -> bool:

@@ -23,17 +23,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import client
 from .config import SEARCH_MODES, Settings
 from .embed import Embedder, cpu_threads, load_embedder
 from .errors import CodesearchError, IndexLocked, IndexMissing, UsageError
-from .index import IndexReader, WriterLock, find_index_dir, row_to_symbol
+from .index import IndexReader, WriterLock, find_index_dir
 from .indexer import IndexReport
 from .pending import PendingPaths
 from .search import Searcher, resolve
-from .types import Hit
+from .store import LocalStore, VectorStore
+from .types import Hit, Symbol
 from .updater import ParallelEmbedder, Stopping, Updater
 from .watcher import TreeWatcher
 
@@ -76,6 +75,93 @@ def _int(req: dict[str, Any], key: str, low: int, high: int) -> int | None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
         raise UsageError(f"{key} must be an integer from {low} to {high}")
     return value
+
+
+def _find_unit(store: VectorStore, unit_id: int | None, path: str | None, line: int | None, repo: str | None,
+               where: str) -> tuple[int, Symbol]:
+    """The unit a request names: by id, or the innermost unit of ``path`` (in ``repo``) around ``line``.
+
+    Raises:
+        UsageError: neither given, or a path held by several repositories and no ``repo``.
+        IndexMissing: no such unit.
+    """
+    if unit_id is None:
+        if path is None or line is None:
+            raise UsageError("give an id, or a path and a line")
+        found = store.unit_at(path, line, repo)
+        if not found:
+            raise IndexMissing(f"no indexed unit of {path} spans line {line}"
+                               + (f" in repository {repo}" if repo else ""))
+        if len(found) > 1:
+            names = ", ".join(r for r, _ in found[:10])
+            raise UsageError(f"{path} is in several repositories ({names}); say which (repo)")
+        unit_id = found[0][1]
+    sym = store.symbols([unit_id]).get(unit_id)
+    if sym is None:
+        raise IndexMissing(f"no unit with id {unit_id} in {where} (its file changed since the search); search again")
+    return unit_id, sym
+
+
+def unit_record(store: VectorStore, unit_id: int | None, path: str | None, line: int | None, repo: str | None,
+                max_bytes: int, where: str) -> dict[str, Any]:
+    """The full indexed text of one unit as a JSON record (``get`` requests, local index and backend alike).
+
+    Args:
+        store: The index (inside its snapshot).
+        unit_id: The unit's id, or None to find it by ``path`` and ``line``.
+        path: A repository-relative path.
+        line: A 1-based line inside the unit.
+        repo: The repository of ``path`` (a backend); None: any.
+        max_bytes: Cut the code after this many bytes.
+        where: What the store is, for the error message ("generation 7", "backend org.db").
+    """
+    uid, sym = _find_unit(store, unit_id, path, line, repo, where)
+    code = sym.code
+    data = code.encode("utf-8")
+    truncated = len(data) > max_bytes
+    if truncated:
+        code = data[:max_bytes].decode("utf-8", errors="ignore")
+    out = client.hit_record(Hit(sym, 0.0, unit_id=uid, repo=store.repos([uid]).get(uid)), explain=False)
+    out.pop("score", None)
+    out.update(code=code, truncated=truncated, docstring=sym.docstring)
+    return out
+
+
+def similar_units(store: VectorStore, embedder: Embedder, settings: Settings, unit_id: int | None,
+                  path: str | None, line: int | None, repo: str | None, code: str | None, k: int | None,
+                  languages: tuple[str, ...] = (), paths: tuple[str, ...] = (), kinds: tuple[str, ...] = (),
+                  repos: tuple[str, ...] = (), where: str = "the index") -> list[Hit]:
+    """Units most similar to a unit (by id, or path + line) or to a code snippet (cosine, the unit excluded).
+
+    Call inside the store's snapshot. Filters are those of a search (``languages``, ``paths``, ``kinds``,
+    ``repos``).
+
+    Raises:
+        UsageError: no unit or snippet given, or an empty snippet.
+        IndexMissing: no such unit.
+    """
+    if code is None and unit_id is None and (path is None or line is None):
+        raise UsageError("give a unit (id, or path and line) or a code snippet")
+    k = k or settings.k
+    filters = resolve("similar", settings, k, "semantic", languages, paths, kinds, repos).filters
+    exclude = None
+    if code is not None:
+        if not code.strip():
+            raise UsageError("the code snippet is empty")
+        qvec = embedder.encode([code], kind="document")[0]
+    else:
+        exclude, _ = _find_unit(store, unit_id, path, line, repo, where)
+        vec = store.unit_vectors([exclude]).get(exclude)
+        if vec is None:
+            raise IndexMissing(f"unit {exclude} left the index; search again")
+        qvec = vec
+    allowed = store.allowed_ids(filters)
+    found = store.vector_search(qvec, k + 1, allowed)
+    found = [(uid, s) for uid, s in found if uid != exclude][:k]
+    symbols = store.symbols([uid for uid, _ in found])
+    repo_of = store.repos([uid for uid, _ in found])
+    return [Hit(symbols[uid], float(s), rank, float(s), unit_id=uid, repo=repo_of.get(uid))
+            for rank, (uid, s) in enumerate(found, 1) if uid in symbols]
 
 
 class Service:
@@ -337,27 +423,9 @@ class Service:
         with self._search_lock:
             reader = self._open_reader()
             with reader.snapshot():
-                if unit_id is not None:
-                    row = reader.conn.execute("SELECT * FROM units WHERE id = ?", (unit_id,)).fetchone()
-                    if row is None:
-                        raise IndexMissing(f"no unit with id {unit_id} in generation {reader.generation} "
-                                           "(its file changed since the search); search again")
-                else:
-                    row = reader.conn.execute(
-                        "SELECT * FROM units WHERE path = ? AND start_line <= ? AND end_line >= ? "
-                        "ORDER BY end_line - start_line, id LIMIT 1", (rel, line, line)).fetchone()
-                    if row is None:
-                        raise IndexMissing(f"no indexed unit of {rel} spans line {line}")
+                out = unit_record(LocalStore(reader), unit_id, rel, line, None, max_bytes,
+                                  f"generation {reader.generation}")
                 generation = reader.generation
-        sym = row_to_symbol(row)
-        code = sym.code
-        data = code.encode("utf-8")
-        truncated = len(data) > max_bytes
-        if truncated:
-            code = data[:max_bytes].decode("utf-8", errors="ignore")
-        out = client.hit_record(Hit(sym, 0.0, unit_id=int(row["id"])), explain=False)
-        out.pop("score", None)
-        out.update(code=code, truncated=truncated, docstring=sym.docstring)
         return {"unit": out, **self.freshness(generation)}
 
     def similar(self, unit_id: int | None = None, path: str | None = None, line: int | None = None,
@@ -371,34 +439,14 @@ class Service:
         self.last_request = time.monotonic()
         if code is None and unit_id is None and (path is None or line is None):
             raise UsageError("give a unit (id, or path and line) or a code snippet")
-        k = k or self.settings.k
-        filters = resolve("similar", self.settings, k, "semantic", languages, paths, kinds).filters
-        qvec = None
-        if code is not None:
-            if not code.strip():
-                raise UsageError("the code snippet is empty")
-            assert self.embedder is not None
-            qvec = self.embedder.encode([code], kind="document")[0]
-        exclude = None
-        if qvec is None:
-            exclude = self.get_code(unit_id, path, line)["unit"]["id"]
+        rel = self.rel_path(path) if unit_id is None and code is None and path is not None else None
         with self._search_lock:
             reader = self._open_reader()
             with reader.snapshot():
-                if exclude is not None:
-                    row = reader.conn.execute(
-                        "SELECT v.vector FROM units u JOIN vectors v ON u.text_hash = v.text_hash WHERE u.id = ?",
-                        (exclude,)).fetchone()
-                    if row is None:
-                        raise IndexMissing(f"unit {exclude} left the index; search again")
-                    qvec = np.frombuffer(row[0], dtype=np.float32)
-                allowed = reader.allowed_ids(filters)
-                found = reader.vector_search(qvec, k + 1, allowed)
-                found = [(uid, s) for uid, s in found if uid != exclude][:k]
-                symbols = reader.symbols([uid for uid, _ in found])
+                assert self.embedder is not None
+                hits = similar_units(LocalStore(reader), self.embedder, self.settings, unit_id, rel, line, None,
+                                     code, k, languages, paths, kinds, where=f"generation {reader.generation}")
                 generation = reader.generation
-        hits = [Hit(symbols[uid], float(s), rank, float(s), unit_id=uid)
-                for rank, (uid, s) in enumerate(found, 1) if uid in symbols]
         return hits, self.freshness(generation)
 
     def reindex(self, paths: tuple[str, ...] | None = None, wait: bool = True,

@@ -56,6 +56,18 @@ class VectorStore(Protocol):
         """Repository of each unit id (empty for a single-repository store)."""
         ...
 
+    def unit_at(self, path: str, line: int, repo: str | None = None) -> list[tuple[str, int]]:
+        """The innermost unit of ``path`` spanning ``line``, per repository: ``[(repo, unit id)]``.
+
+        ``repo`` names the repository (None: every repository holding that path; a single-repository
+        store answers for its own name only).
+        """
+        ...
+
+    def unit_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vector of each unit id (those that exist)."""
+        ...
+
     def roles(self, ids: Sequence[int]) -> dict[int, str]:
         """Role of each unit id (implementation, test, ...; parsers/roles.py)."""
         ...
@@ -123,6 +135,17 @@ class LocalStore:
     def repos(self, ids: Sequence[int]) -> dict[int, str]:
         """Empty: local hits carry no repository."""
         return {}
+
+    def unit_at(self, path: str, line: int, repo: str | None = None) -> list[tuple[str, int]]:
+        """See IndexReader.unit_at; another repository's name finds nothing."""
+        if repo is not None and repo != self.name:
+            return []
+        uid = self.reader.unit_at(path, line)
+        return [] if uid is None else [(self.name, uid)]
+
+    def unit_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """See IndexReader.unit_vectors."""
+        return self.reader.unit_vectors(ids)
 
     def roles(self, ids: Sequence[int]) -> dict[int, str]:
         """See IndexReader.roles."""

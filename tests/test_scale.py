@@ -21,7 +21,7 @@ from codesearch.cli import main  # noqa: E402
 from codesearch.config import Settings  # noqa: E402
 from codesearch.index import DB_NAME, IndexReader, connect  # noqa: E402
 from codesearch.indexer import index_repository  # noqa: E402
-from codesearch.milvus_store import UNITS, MilvusStore  # noqa: E402
+from codesearch.milvus_store import MilvusStore  # noqa: E402
 from codesearch.search import Searcher  # noqa: E402
 
 REPOS = Path(__file__).parent / "fixtures" / "repos"
@@ -62,7 +62,7 @@ def _local_units(root: Path) -> set[tuple]:
 
 
 def _backend_units(store: MilvusStore, repo: str) -> set[tuple]:
-    rows = store.client.query(UNITS, filter=f'repo == "{repo}"', output_fields=FIELDS)
+    rows = store.client.query(store.units, filter=f'repo == "{repo}"', output_fields=FIELDS)
     return {tuple(r[f] for f in FIELDS) for r in rows}
 
 
@@ -191,6 +191,60 @@ def test_rerun_embeds_only_changed_texts_and_removes_stale_units(ray_cluster, tm
     assert not any(r["path"].startswith("stats/") for r in rows)
     assert any(r["qualified_name"] == "NewCache" for r in rows)
     assert len(_backend_rows(backend, "go")) == first.units // 2
+    # The vector cache keeps exactly the texts some unit uses: "go" still has New and stats/.
+    assert edited.texts_removed == shrunk.texts_removed == 0
+    assert _cached_texts(backend) == {r["text_hash"] for r in _backend_rows(backend, "go") + rows}
+    # Removing "go" drops its rows and the texts only it used (old New, stats/), not the shared ones.
+    only_go = {r["text_hash"] for r in _backend_rows(backend, "go")} - {r["text_hash"] for r in rows}
+    assert main(["index", "--backend", backend, "--remove", "go", "--json"]) == 0
+    assert _cached_texts(backend) == {r["text_hash"] for r in _backend_rows(backend, "gofork")}
+    assert len(only_go) > 1  # the old New and the units of stats/
+    assert _backend_rows(backend, "go") == [] and len(_backend_rows(backend, "gofork")) == len(rows)
+    assert main(["index", "--backend", backend, "--remove", "nosuchrepo"]) != 0
+    again = index_repositories(repos, backend, settings)  # put back: only the texts it lost are embedded
+    assert again.embedded == len(only_go) and again.units_added == first.units // 2
+
+
+def _cached_texts(backend: str) -> set[str]:
+    store = MilvusStore(backend)
+    try:
+        with store.snapshot():
+            return {r["text_hash"] for r in store.client.query(store.texts, filter="", output_fields=["text_hash"],
+                                                                limit=16384)}
+    finally:
+        store.close()
+
+
+def test_another_model_builds_its_own_index_and_queries_use_theirs(ray_cluster, tmp_path, real_embedder):
+    from codesearch.backend_service import open_store
+    from codesearch.errors import IndexStale
+
+    repo = tmp_path / "go"
+    shutil.copytree(REPOS / "mini_go", repo)
+    backend = str(tmp_path / "models.db")
+    repos = read_repositories([str(repo)])
+    shipped = index_repositories(repos, backend, Settings())
+    base = index_repositories(repos, backend, Settings(model="base"))
+    assert base.embedded == base.unique_texts == shipped.embedded and base.units_added == shipped.units
+    assert index_repositories(repos, backend, Settings(model="base")).embedded == 0
+    query = "a cache whose entries expire"
+    for settings in (Settings(), Settings(model="base")):
+        store = open_store(backend, settings)
+        try:
+            assert len(store.indexes) == 2 and store.count_units() == shipped.units
+            hits = Searcher(store, settings).search(query, mode="semantic", k=3)
+            local_store = str(tmp_path / f"{settings.model or 'shipped'}.db")
+            index_repositories(repos, local_store, settings)  # a backend with that model alone
+            alone = Searcher(MilvusStore(local_store), settings)
+            try:
+                assert _ranked(hits) == _ranked(alone.search(query, mode="semantic", k=3))
+            finally:
+                alone.close()
+        finally:
+            store.close()
+    assert main(["status", "--backend", backend, "--json"]) == 0
+    with pytest.raises(IndexStale, match="holds no index of"):
+        open_store(backend, Settings(max_length=64, model="base"))
 
 
 def test_roles_filter_and_prior_through_the_backend(ray_cluster, tmp_path, real_embedder):
@@ -216,8 +270,8 @@ def _backend_rows(backend: str, repo: str) -> list[dict]:
     store = MilvusStore(backend)
     try:
         with store.snapshot():
-            return list(store.client.query(UNITS, filter=f'repo == "{repo}"',
-                                           output_fields=["path", "qualified_name", "start_byte"]))
+            return list(store.client.query(store.units, filter=f'repo == "{repo}"',
+                                           output_fields=["path", "qualified_name", "start_byte", "text_hash"]))
     finally:
         store.close()
 
@@ -246,6 +300,8 @@ def test_cli_status_counts_units_per_repository(org, capsys):
     (["index", "--backend", "http://127.0.0.1:1", "{repo}"], "cannot open backend"),
     (["query", "--backend", "{tmp}/missing.db", "anything"], "no backend at"),
     (["query", "--backend", "http://127.0.0.1:1", "anything"], "cannot open backend"),
+    (["index", "--remove", "x"], "give --backend URI"),
+    (["index", "--backend", "{tmp}/x.db", "--remove", "x", "{repo}"], "not both"),
 ])
 def test_bad_input_is_one_line(ray_cluster, tmp_path, capsys, args, message):
     argv = [a.format(tmp=tmp_path, repo=REPOS / "mini_go") for a in args]
@@ -253,3 +309,149 @@ def test_bad_input_is_one_line(ray_cluster, tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert message in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+# -- the service, MCP and LSP servers pointed at a backend ---------------------------------------------------
+
+
+def test_backend_service_get_similar_status_and_refusals(org, real_embedder):
+    from codesearch.backend_service import BackendService
+    from codesearch.errors import IndexMissing, UsageError
+
+    service = BackendService(org["backend"], org["settings"], embedder=real_embedder)
+    try:
+        hits, fresh = service.search("parse a cookie header repo:mini_python", k=1)
+        (hit,) = hits
+        assert hit.repo == "mini_python" and fresh["state"] == "backend" and fresh["updated_at"] > 0
+        unit = service.get_code(hit.unit_id)["unit"]
+        local = {u[1]: u for u in _local_units(org["roots"]["mini_python"])}
+        assert unit["repo"] == "mini_python" and unit["qualified_name"] in local
+        src = (org["roots"]["mini_python"] / unit["path"]).read_text().splitlines()
+        assert unit["code"] == "\n".join(src[unit["start_line"] - 1:unit["end_line"]])
+        # A path both the repository and its fork hold: ambiguous without a repository.
+        with pytest.raises(UsageError, match="several repositories"):
+            service.get_code(None, unit["path"], unit["start_line"])
+        fork = service.get_code(None, unit["path"], unit["start_line"] + 1, repo="fork_python")["unit"]
+        assert (fork["repo"], fork["qualified_name"], fork["code"]) == ("fork_python", unit["qualified_name"],
+                                                                       unit["code"])
+        with pytest.raises(IndexMissing, match="spans line"):
+            service.get_code(None, unit["path"], 100000, repo="mini_python")
+        near, _ = service.similar(hit.unit_id, k=3)
+        assert hit.unit_id not in [h.unit_id for h in near]
+        assert (near[0].repo, near[0].symbol.qualified_name) == ("fork_python", hit.symbol.qualified_name)
+        assert near[0].score == pytest.approx(1.0, abs=1e-5)
+        only_go, _ = service.similar(code=unit["code"], k=3, repos=("mini_go",))
+        assert only_go and {h.repo for h in only_go} == {"mini_go"}
+        st = service.handle_request({"op": "status"})
+        assert st["units_per_repository"] == {n: len(_local_units(r)) for n, r in org["roots"].items()}
+        assert st["repository_roots"] == {n: str(r.resolve()) for n, r in org["roots"].items()}
+        refused = service.handle_request({"op": "reindex"})
+        assert "not supported on the backend" in refused["error"] and refused["type"] == "UsageError"
+    finally:
+        service.close()
+
+
+def test_mcp_server_serves_a_backend(org, real_embedder, tmp_path):
+    import sys
+
+    from mcp import StdioServerParameters
+    from mcp.shared.exceptions import MCPError
+
+    from tests.test_mcp import Session, structured
+
+    backend = org["backend"]
+    remote = Searcher(MilvusStore(backend), org["settings"], embedder=real_embedder)
+    try:
+        expected = remote.search("parse a cookie header", k=4)
+        want = [(h.repo, h.symbol.path, h.symbol.qualified_name) for h in expected]
+    finally:
+        remote.close()
+    exe = Path(sys.executable).parent / "codesearch"
+    cmd = [str(exe), "mcp"] if exe.exists() else [sys.executable, "-m", "codesearch.cli", "mcp"]
+    import os
+
+    params = StdioServerParameters(command=cmd[0], args=[*cmd[1:], "--backend", backend], cwd=str(tmp_path),
+                                   env={**os.environ, "CODESEARCH_AUTO_DAEMON": "0"})
+    mcp = Session(params)
+    try:
+        tools = {t.name: t for t in mcp.run(mcp.session.list_tools()).tools}
+        assert set(tools) == {"search_code", "get_code", "find_similar", "index_status"}
+        out = structured(mcp.call("search_code", {"query": "parse a cookie header", "k": 4, "code_lines": 3}),
+                         tools["search_code"])
+        got = [(r["repo"], r["path"], r["qualified_name"]) for r in out["results"]]
+        assert got == want  # the same ranking as the Searcher over the store in process
+        np.testing.assert_allclose([r["score"] for r in out["results"]], [h.score for h in expected], atol=1e-4)
+        top = out["results"][0]
+        assert top["root"] == backend and top["code"] and out["indexes"][0]["state"] == "backend"
+        inline = structured(mcp.call("search_code", {"query": "parse a cookie header repo:fork_python", "k": 3}),
+                            tools["search_code"])["results"]
+        listed = structured(mcp.call("search_code", {"query": "parse a cookie header", "k": 3,
+                                                     "repos": ["fork_python"]}), tools["search_code"])["results"]
+        assert [r["id"] for r in inline] == [r["id"] for r in listed] and {r["repo"] for r in inline} == {"fork_python"}
+        unit = structured(mcp.call("get_code", {"id": top["id"]}), tools["get_code"])["unit"]
+        assert unit["repo"] == top["repo"] and unit["qualified_name"] == top["qualified_name"]
+        by_path = structured(mcp.call("get_code", {"path": top["path"], "line": top["start_line"],
+                                                   "repo": "mini_go" if top["repo"] == "mini_go" else "fork_python"}),
+                             tools["get_code"])["unit"]
+        assert by_path["qualified_name"] == top["qualified_name"]
+        with pytest.raises(MCPError) as err:  # the repository and its fork both hold this path
+            mcp.call("get_code", {"path": top["path"], "line": top["start_line"]})
+        assert err.value.code == -32602 and "several repositories" in str(err.value)
+        near = structured(mcp.call("find_similar", {"id": top["id"], "k": 2}), tools["find_similar"])["results"]
+        assert near[0]["qualified_name"] == top["qualified_name"] and near[0]["repo"] != top["repo"]
+        (st,) = structured(mcp.call("index_status", {}), tools["index_status"])["indexes"]
+        assert st["repositories"] == {n: len(_local_units(r)) for n, r in org["roots"].items()}
+        assert st["units"] == sum(st["repositories"].values()) and st["languages"].keys() == {"python", "go"}
+        with pytest.raises(MCPError) as err:
+            mcp.call("reindex", {})
+        assert err.value.code == -32602 and "not supported on the backend" in str(err.value)
+    finally:
+        mcp.close()
+
+
+def test_lsp_server_searches_a_backend(org, tmp_path, monkeypatch):
+    from lsprotocol import types
+
+    from codesearch.lsp import CMD_REINDEX, CMD_STATUS
+    from tests.test_lsp import Session
+
+    folder = tmp_path / "workspace"
+    folder.mkdir()
+    monkeypatch.setenv("CODESEARCH_BACKEND", org["backend"])  # the `backend` setting
+    lsp = Session(folder)
+    try:
+        lsp.run(lsp.client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities(), root_uri=folder.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=folder.as_uri(), name="workspace")])))
+        lsp.notify(lsp.client.initialized, types.InitializedParams())
+        hits = lsp.search(query="parse a cookie header", k=3)
+        assert {h["repo"] for h in hits[:2]} == {"mini_python", "fork_python"}
+        for h in hits:
+            root = org["roots"][h["repo"]].resolve()
+            assert h["uri"] == (root / h["path"]).as_uri() and h["root"] == org["backend"]
+            assert h["snippet"] and h["range"]["start"]["line"] >= 0
+        go = lsp.search(query="parse a cookie header repo:mini_go", k=2)
+        assert go and {h["repo"] for h in go} == {"mini_go"}
+        symbols = lsp.run(lsp.client.workspace_symbol_async(types.WorkspaceSymbolParams(query="parse a cookie header")))
+        assert symbols[0].name == hits[0]["name"] and symbols[0].location.uri == hits[0]["uri"]
+        status = lsp.command(CMD_STATUS)
+        assert status["state"] == "ready" and status["backend"] == org["backend"]
+        assert status["repositories"] == {n: len(_local_units(r)) for n, r in org["roots"].items()}
+        from pygls.exceptions import JsonRpcException
+
+        with pytest.raises(JsonRpcException) as err:
+            lsp.command(CMD_REINDEX)
+        assert "not supported on the backend" in str(err.value)
+        assert not (folder / ".codesearch").exists()  # the folder is not indexed: the backend serves it
+    finally:
+        lsp.close()
+
+
+def test_lsp_option_backend():
+    from codesearch.lsp_params import parse_options
+
+    opts, problems = parse_options({"backend": "org.db"})
+    assert opts.backend == "org.db" and problems == []
+    assert opts.settings_for(REPOS / "mini_go").backend == "org.db"
+    kept, problems = parse_options({"backend": 3}, opts)
+    assert kept.backend == "org.db" and "backend" in problems[0]
