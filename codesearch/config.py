@@ -84,10 +84,10 @@ class Settings:
     k: int = 10
     mode: str = "hybrid"
     oversample: int = 5
-    fusion: str = "coverage"
-    semantic_weight: float = 0.8
+    fusion: str = "adaptive"
+    semantic_weight: float = 0.85
     rrf_k: int = 60
-    role_prior: float = 0.55
+    role_prior: float = 0.5
     debounce_ms: int = 300
     debounce_max_ms: int = 2000
     auto_daemon: bool = True
