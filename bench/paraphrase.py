@@ -424,11 +424,15 @@ def doc_section(report: dict[str, Any]) -> str:
     if "base" in res:
         out += ["### Which default serves plain-language queries better (report split, MRR@10)", "",
                 *decision(res), ""]
+    else:
+        out += ["(The base model, all-MiniLM-L6-v2, was not rerun for this section: `--models default`. Its "
+                "semantic figures do not depend on the fusion; the comparison of the two models as defaults is "
+                "in the README, from the run before the adaptive fusion.)", ""]
     if "tune" in report:
         c = report["tune"]["chosen"]
         out += ["### How the fusion was chosen (tune split only, shipped model, MRR@10)", "",
                 "`--tune` replays every setting of a grid on the cached candidates "
-                f"({len(report['tune']['rows'])} settings, all in `bench/out/paraphrase.json`; below: semantic "
+                f"({len(report['tune']['rows'])} settings, all in the `paraphrase.json` it writes; below: semantic "
                 "search alone, the coverage fusion it replaces, and the best by the rule). The rule: among hybrid "
                 "settings at least as good as semantic search alone on the paraphrased tune queries (macro and "
                 "fixtures), take the one whose smaller gain over the coverage fusion on the two query styles "
