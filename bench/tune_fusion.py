@@ -29,7 +29,7 @@ import codesearch.index as index_mod  # noqa: E402
 from codesearch.config import Settings, load_settings  # noqa: E402
 from codesearch.eval import evaluate  # noqa: E402
 from codesearch.index import IndexReader  # noqa: E402
-from codesearch.search import Searcher, coverage, rrf, term_weights, weighted_fusion  # noqa: E402
+from codesearch.search import Searcher, coverage, lexical_strength, rrf, term_weights, weighted_fusion  # noqa: E402
 from codesearch.search import fuse as search_fuse  # noqa: E402
 
 OUT = BENCH / "out"
@@ -37,10 +37,13 @@ LANGS = ["python", "go", "java", "javascript", "php", "ruby"]
 COLUMN_WEIGHTS = [(3.0, 2.0, 1.0), (1.0, 1.0, 1.0), (5.0, 1.0, 1.0), (2.0, 1.0, 1.0)]
 
 
-def fuse(sem, lex, setting, k=10, strength=None):
+def fuse(sem, lex, setting, k=10, strength=None, weights=None):
     fusion, w, param, oversample = setting
     depth = k * oversample
     sem, lex = sem[:depth], lex[:depth]
+    if fusion == "adaptive":
+        settings = Settings(fusion="adaptive", semantic_weight=w)
+        return [u for u, _ in search_fuse(sem, lex, settings, lexical=lexical_strength(lex, weights))[:k]]
     if fusion == "coverage":
         return [u for u, _ in search_fuse(sem, lex, Settings(fusion="coverage", semantic_weight=w), strength)[:k]]
     if fusion == "semantic":
@@ -105,9 +108,9 @@ def candidates(lang: str, depth: int, model: str | None = None):
             out["lex"][cw] = {q["qid"]: reader.lexical_search(q["query"], depth, None) for q in queries}
         index_mod.LEXICAL_WEIGHTS = COLUMN_WEIGHTS[0]
         # Each lexical candidate's query coverage, for the "coverage" fusion (as Searcher.search computes it).
-        out["strength"] = {}
+        out["strength"], out["weights"] = {}, {}
         for q in queries:
-            weights = term_weights(q["query"], reader)
+            weights = out["weights"][q["qid"]] = term_weights(q["query"], reader)
             ids = {u for cw in COLUMN_WEIGHTS for u, _ in out["lex"][cw][q["qid"]]}
             out["strength"][q["qid"]] = {u: coverage(weights, sym) for u, sym in reader.symbols(list(ids)).items()}
     searcher.close()
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     settings += [("rrf", w, kk, o) for w in (0.4, 0.5, 0.6, 0.7, 0.8) for kk in (5, 20, 60) for o in (3, 5, 10)]
     settings += [(f, w, 0, o) for f in ("weighted", "weighted_max", "coverage") for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
                  for o in (3, 5, 10)]
+    # The adaptive fusion's weak-match weight (its strong-match weight and range are search.py's constants).
+    settings += [("adaptive", w, 0, o) for w in (0.7, 0.75, 0.8, 0.85, 0.9, 0.95) for o in (3, 5, 10)]
     results = []
     for cw, setting in itertools.product(COLUMN_WEIGHTS, settings):
         if setting[0] == "semantic" and cw != COLUMN_WEIGHTS[0]:
@@ -142,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         per_lang = {}
         for lang in [*langs, "fixtures"]:
             d = data[lang]
-            runs = {qid: fuse(d["sem"][qid], d["lex"][cw][qid], setting, strength=d["strength"][qid])
-                    for qid in d["sem"]}
+            runs = {qid: fuse(d["sem"][qid], d["lex"][cw][qid], setting, strength=d["strength"][qid],
+                              weights=d["weights"][qid]) for qid in d["sem"]}
             per_lang[lang] = evaluate(runs, d["relevant"], ks=(1, 10))
         macro = {m: sum(per_lang[lang][m] for lang in langs) / len(langs) for m in ("mrr@10", "recall@1", "recall@10")}
         results.append({"columns": cw, "setting": setting, "macro": macro,

@@ -17,7 +17,7 @@ from .errors import UsageError
 #: How a unit becomes the text the encoder sees; see ``types.document_text``.
 DOC_TEXT_FORMATS = ("code", "header_code", "header_doc_code")
 SEARCH_MODES = ("semantic", "lexical", "hybrid")
-FUSIONS = ("rrf", "weighted", "coverage")
+FUSIONS = ("rrf", "weighted", "coverage", "adaptive")
 #: How the encoder runs: "auto" (fp32: numpy for queries and updates, torch for a full index), "numpy" or
 #: "torch" (fp32 on that library only), "onnx" (ONNX Runtime, int8 weights: model.int8.onnx, its own vectors).
 RUNTIMES = ("auto", "numpy", "torch", "onnx")
@@ -48,10 +48,13 @@ class Settings:
         k: Default number of results.
         mode: Default ranking mode (one of SEARCH_MODES).
         oversample: Candidates fetched per side per result before fusion.
-        fusion: How hybrid mode fuses the two sides: "coverage" (min-max normalised scores, each
+        fusion: How hybrid mode fuses the two sides: "adaptive" (min-max normalised scores, the
+            semantic weight lowered from ``semantic_weight`` towards search.ADAPTIVE_STRONG_WEIGHT as
+            the lexical side's match gets stronger), "coverage" (min-max normalised scores, each
             lexical score scaled by how much of the query the unit contains), "weighted" (min-max
             normalised scores) or "rrf" (reciprocal rank).
-        semantic_weight: Weight of the semantic side in the fusion, in [0, 1].
+        semantic_weight: Weight of the semantic side in the fusion, in [0, 1] (for "adaptive": where
+            the lexical side matches weakly).
         rrf_k: The constant of reciprocal-rank fusion.
         role_prior: Score factor for units that are not implementation code (tests, benchmarks, examples,
             generated code), so implementation ranks first; a query asking for tests ("test for ...")
@@ -81,10 +84,10 @@ class Settings:
     k: int = 10
     mode: str = "hybrid"
     oversample: int = 5
-    fusion: str = "coverage"
-    semantic_weight: float = 0.8
+    fusion: str = "adaptive"
+    semantic_weight: float = 0.85
     rrf_k: int = 60
-    role_prior: float = 0.55
+    role_prior: float = 0.5
     debounce_ms: int = 300
     debounce_max_ms: int = 2000
     auto_daemon: bool = True

@@ -41,7 +41,16 @@ from .indexer import text_hash
 from .lexical import query_tokens, split_words
 from .lexical import tokens as lexical_tokens
 from .query import Query
-from .search import Searcher, apply_role_prior, coverage, fuse, preferred_roles, resolve, term_weights
+from .search import (
+    Searcher,
+    apply_role_prior,
+    coverage,
+    fuse,
+    lexical_strength,
+    preferred_roles,
+    resolve,
+    term_weights,
+)
 from .types import Hit, document_text
 
 log = logging.getLogger(__name__)
@@ -399,12 +408,15 @@ def overlay_search(searcher: Searcher, overlay: BufferOverlay | None, query: str
             if keys.setdefault(_key(e.symbol), len(keys)) == len(symbol_of):
                 symbol_of.append(e.symbol)
         # The Searcher's fusion, on the merged sides.
-        strength = None
-        if settings.fusion == "coverage" and lex and hasattr(searcher.store, "document_frequencies"):
+        strength, lexical = None, None
+        lex_pairs = [(keys[_key(e.symbol)], e.score) for e in lex]
+        if settings.fusion in ("coverage", "adaptive") and lex and hasattr(searcher.store, "document_frequencies"):
             weights = term_weights(text, searcher.store)  # type: ignore[arg-type]
-            strength = {keys[_key(e.symbol)]: coverage(weights, e.symbol) for e in lex}
-        fused = fuse([(keys[_key(e.symbol)], e.score) for e in sem], [(keys[_key(e.symbol)], e.score) for e in lex],
-                     settings, strength)
+            if settings.fusion == "adaptive":
+                lexical = lexical_strength(lex_pairs, weights)
+            else:
+                strength = {keys[_key(e.symbol)]: coverage(weights, e.symbol) for e in lex}
+        fused = fuse([(keys[_key(e.symbol)], e.score) for e in sem], lex_pairs, settings, strength, lexical)
         ranked = [(symbol_of[i], s) for i, s in fused]
     if prefer is not None:
         ranked = apply_role_prior(ranked, lambda sym: sym.role, prefer, factor)

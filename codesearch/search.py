@@ -70,6 +70,12 @@ def weighted_fusion(sides: Sequence[Sequence[tuple[int, float]]], weights: Seque
 #: The ``coverage`` fusion scales each lexical candidate's normalised BM25 score by its query coverage
 #: to this power (chosen with bench/paraphrase.py on the tune split, docs/benchmarks.md).
 COVERAGE_POWER = 1.0
+#: The ``adaptive`` fusion's semantic weight where the lexical side matches strongly; where it matches
+#: weakly the weight is ``settings.semantic_weight`` (chosen with bench/paraphrase.py --tune).
+ADAPTIVE_STRONG_WEIGHT = 0.6
+#: The lexical strength (:func:`lexical_strength`) below which the lexical side counts as weak and above
+#: which it counts as strong; the semantic weight moves linearly in between.
+ADAPTIVE_STRENGTH = (1.0, 1.4)
 _SUFFIXES = ("ing", "ed", "es", "s")
 #: Most units whose lexical terms one warm searcher keeps (a few hundred bytes each).
 _TERMS_CACHE = 50_000
@@ -125,8 +131,34 @@ def coverage(weights: Mapping[str, float], symbol: Symbol, terms: frozenset[str]
     return sum(w for t, w in weights.items() if _stem(t) in have) / total
 
 
+def lexical_strength(lex: Sequence[tuple[int, float]], weights: Mapping[str, float]) -> float:
+    """How strongly the lexical side matches a query: its top BM25 score over the sum of the query's idf.
+
+    A query that shares its rare words with a unit's name and code (a doc sentence) scores above 1 (the
+    name column weighs 3); a paraphrase that shares a common word or two scores well below.
+
+    Args:
+        lex: Lexical candidates (id, BM25), best first.
+        weights: :func:`term_weights` of the query.
+    """
+    total = sum(weights.values())
+    return lex[0][1] / total if lex and total > 0 else 0.0
+
+
+def adaptive_weight(settings: Settings, strength: float) -> float:
+    """The ``adaptive`` fusion's semantic weight for a query whose :func:`lexical_strength` is ``strength``.
+
+    ``settings.semantic_weight`` when the lexical side is weak (at or below ``ADAPTIVE_STRENGTH[0]``),
+    :data:`ADAPTIVE_STRONG_WEIGHT` when it is strong (at or above ``ADAPTIVE_STRENGTH[1]``), linear between.
+    """
+    lo, hi = ADAPTIVE_STRENGTH
+    t = min(1.0, max(0.0, (strength - lo) / (hi - lo)))
+    return settings.semantic_weight + (ADAPTIVE_STRONG_WEIGHT - settings.semantic_weight) * t
+
+
 def fuse(sem: Sequence[tuple[int, float]], lex: Sequence[tuple[int, float]],
-         settings: Settings, strength: Mapping[int, float] | None = None) -> list[tuple[int, float]]:
+         settings: Settings, strength: Mapping[int, float] | None = None,
+         lexical: float | None = None) -> list[tuple[int, float]]:
     """Hybrid ranking of the two sides' (id, score) candidates with the configured fusion, best first.
 
     Args:
@@ -136,10 +168,15 @@ def fuse(sem: Sequence[tuple[int, float]], lex: Sequence[tuple[int, float]],
         strength: For the ``coverage`` fusion, each lexical candidate's :func:`coverage` of the query;
             its min-max-normalised BM25 score is scaled by it (to :data:`COVERAGE_POWER`), so that a
             lexical match on a few common words moves the ranking little. None: no scaling.
+        lexical: For the ``adaptive`` fusion, the query's :func:`lexical_strength`: the weighted sum of
+            min-max-normalised scores uses :func:`adaptive_weight` as the semantic weight. None: the
+            plain weighted fusion at ``semantic_weight``.
 
     Ties break by id, so the order is deterministic.
     """
     w = settings.semantic_weight
+    if settings.fusion == "adaptive" and lexical is not None:
+        w = adaptive_weight(settings, lexical)
     if settings.fusion == "rrf":
         fused = rrf([[u for u, _ in sem], [u for u, _ in lex]], settings.rrf_k, (2 * w, 2 - 2 * w))
     else:
@@ -328,13 +365,17 @@ class Searcher:
             elif mode == "lexical":
                 scored = [(uid, s) for uid, s in lex]
             else:
-                strength = None
-                # A store without term statistics (the Milvus backend) fuses without the coverage scaling.
-                if self.settings.fusion == "coverage" and lex and hasattr(store, "document_frequencies"):
+                strength, lexical = None, None
+                # A store without term statistics (the Milvus backend) fuses without the coverage scaling
+                # and, for the adaptive fusion, at the weak-match weight (settings.semantic_weight).
+                if self.settings.fusion in ("coverage", "adaptive") and lex and hasattr(store, "document_frequencies"):
                     weights = term_weights(text, store)
-                    strength = {uid: coverage(weights, sym, self._terms_of(uid, sym))
-                                for uid, sym in store.symbols([uid for uid, _ in lex]).items()}
-                scored = fuse(sem, lex, self.settings, strength)
+                    if self.settings.fusion == "adaptive":
+                        lexical = lexical_strength(lex, weights)
+                    else:
+                        strength = {uid: coverage(weights, sym, self._terms_of(uid, sym))
+                                    for uid, sym in store.symbols([uid for uid, _ in lex]).items()}
+                scored = fuse(sem, lex, self.settings, strength, lexical)
             if prefer is not None:
                 roles = store.roles([uid for uid, _ in scored])
                 scored = apply_role_prior(scored, lambda uid: roles.get(uid, "implementation"), prefer, factor)

@@ -11,7 +11,19 @@ from codesearch.config import Settings
 from codesearch.embed import HashEmbedder
 from codesearch.index import DB_NAME, Filters, connect
 from codesearch.indexer import index_repository
-from codesearch.search import COVERAGE_POWER, Searcher, coverage, fuse, rrf, term_weights, weighted_fusion
+from codesearch.search import (
+    ADAPTIVE_STRENGTH,
+    ADAPTIVE_STRONG_WEIGHT,
+    COVERAGE_POWER,
+    Searcher,
+    adaptive_weight,
+    coverage,
+    fuse,
+    lexical_strength,
+    rrf,
+    term_weights,
+    weighted_fusion,
+)
 
 LANG_EXT = {"python": "py", "go": "go", "javascript": "js"}
 
@@ -151,6 +163,44 @@ def test_coverage_fusion_discounts_weak_lexical_matches():
     # The other fusions ignore strength.
     assert fuse(sem, lex, settings.replace(fusion="weighted"), {3: 0.0}) == fuse(sem, lex, settings.replace(
         fusion="weighted"))
+
+
+def test_lexical_strength_is_the_top_bm25_over_the_query_idf():
+    assert lexical_strength([(3, 10.0), (1, 2.0)], {"a": 2.0, "b": 3.0}) == pytest.approx(2.0)
+    assert lexical_strength([], {"a": 2.0}) == 0.0 and lexical_strength([(3, 1.0)], {}) == 0.0
+
+
+def test_adaptive_fusion_trusts_the_lexical_side_by_its_strength():
+    settings = Settings(fusion="adaptive", semantic_weight=0.9)
+    lo, hi = ADAPTIVE_STRENGTH
+    assert ADAPTIVE_STRONG_WEIGHT < 0.9
+    assert adaptive_weight(settings, lo - 0.5) == pytest.approx(0.9) == adaptive_weight(settings, lo)
+    assert adaptive_weight(settings, hi + 3.0) == pytest.approx(ADAPTIVE_STRONG_WEIGHT)
+    assert adaptive_weight(settings, (lo + hi) / 2) == pytest.approx((0.9 + ADAPTIVE_STRONG_WEIGHT) / 2)
+    # Semantic: 1 first, 3 close behind; lexical: 3 first.
+    sem, lex = [(1, 0.9), (3, 0.85), (2, 0.5)], [(3, 10.0), (1, 2.0)]
+    weak = fuse(sem, lex, settings, lexical=lo)
+    assert dict(weak) == pytest.approx(weighted_fusion([sem, lex], (0.9, 0.1))) and weak[0][0] == 1
+    strong = fuse(sem, lex, settings, lexical=hi)
+    w = ADAPTIVE_STRONG_WEIGHT
+    assert dict(strong) == pytest.approx(weighted_fusion([sem, lex], (w, 1 - w))) and strong[0][0] == 3
+    # Without a strength (no term statistics) it is the weighted fusion at semantic_weight; others ignore it.
+    assert fuse(sem, lex, settings) == weak
+    assert fuse(sem, lex, settings.replace(fusion="weighted"), lexical=hi) == fuse(
+        sem, lex, settings.replace(fusion="weighted"))
+
+
+def test_searcher_adaptive_weight_follows_the_query(corpus):
+    searcher, *_ = corpus
+    settings = searcher.settings.replace(fusion="adaptive")
+    adaptive = Searcher(searcher.reader, settings, searcher.embedder)
+    text, depth = "parse cookie header", 5 * settings.oversample
+    lex = searcher.store.lexical_search(text, depth, None)
+    sem = searcher.store.vector_search(searcher.embedder.encode([text], kind="query")[0], depth, None)
+    assert lex and sem
+    w = adaptive_weight(settings, lexical_strength(lex, term_weights(text, searcher.store)))
+    expected = [uid for uid, _ in fuse(sem, lex, settings.replace(fusion="weighted", semantic_weight=w))][:5]
+    assert [h.unit_id for h in adaptive.search(text, k=5, mode="hybrid", role_prior=1.0)] == expected
 
 
 def test_empty_query_is_usage_error(corpus):
