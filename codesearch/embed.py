@@ -253,6 +253,44 @@ def text_prefixes(path: Path) -> dict[str, str]:
     return {"query": str(meta.get("query_prefix", "")), "document": str(meta.get("document_prefix", ""))}
 
 
+@dataclass(frozen=True)
+class BertShape:
+    """What a BERT encoder's forward pass needs from ``config.json``."""
+
+    heads: int
+    layers: int
+    eps: float
+    positions: int
+
+
+def read_bert_config(path: Path) -> BertShape:
+    """The BertShape of a model directory; a non-BERT model type is a ModelError."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type", "bert") != "bert":
+        raise ModelError(f"unsupported model type {config.get('model_type')!r} in {path} (BERT only)")
+    return BertShape(heads=int(config["num_attention_heads"]), layers=int(config["num_hidden_layers"]),
+                     eps=float(config.get("layer_norm_eps", 1e-12)),
+                     positions=int(config.get("max_position_embeddings", 512)))
+
+
+def load_weights(path: Path, load_file: Any) -> dict[str, Any]:
+    """``model.safetensors`` of ``path`` read by a safetensors loader (torch's or numpy's); errors are ModelError."""
+    try:
+        return dict(load_file(str(weights_file(path))))
+    except ModelError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelError(f"cannot load weights from {path}: {exc}") from None
+
+
+def pool_normalize(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over real tokens, then L2 norm. hidden (batch, seq, dim) float32, mask (batch, seq) -> (batch, dim)."""
+    m = mask[:, :, None].astype(np.float32)
+    pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1e-9))
+    norm = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.maximum(norm, np.float32(1e-12))).astype(np.float32, copy=False)
+
+
 def padded_batches(encodings: Sequence[Any], batch_size: int) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
     """The batches of an encoder, shortest texts first (little padding is computed).
 
@@ -327,20 +365,11 @@ class TransformerEmbedder:
         path = Path(self.info.path)
         if threads > 0:
             torch.set_num_threads(threads)
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        if config.get("model_type", "bert") != "bert":
-            raise ModelError(f"unsupported model type {config.get('model_type')!r} in {path} (BERT only)")
-        self._heads = int(config["num_attention_heads"])
-        self._layers = int(config["num_hidden_layers"])
-        self._eps = float(config.get("layer_norm_eps", 1e-12))
-        self._positions = int(config.get("max_position_embeddings", 512))
+        shape = read_bert_config(path)
+        self._heads, self._layers, self._eps, self._positions = shape.heads, shape.layers, shape.eps, shape.positions
         self.max_length = min(self.info.max_length, self._positions)
         self.batch_size = batch_size
-        try:
-            raw = load_file(str(weights_file(path)))
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelError(f"cannot load weights from {path}: {exc}") from None
-        self._w = self._prepare_weights(raw)
+        self._w = self._prepare_weights(load_weights(path, load_file))
         self._prefix = text_prefixes(path)
         self._tok = load_tokenizer(path)
         self._lock = threading.Lock()

@@ -16,14 +16,22 @@ rounding of the float32 activations it is applied to).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .embed import load_tokenizer, padded_batches, read_model_info, text_prefixes, tokenize, weights_file
+from .embed import (
+    load_tokenizer,
+    load_weights,
+    padded_batches,
+    pool_normalize,
+    read_bert_config,
+    read_model_info,
+    text_prefixes,
+    tokenize,
+)
 from .errors import ModelError
 
 _P, _A1, _A2, _A3, _A4, _A5 = 0.3275911, 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429
@@ -93,22 +101,13 @@ class NumpyEmbedder:
 
         self.info = read_model_info(model, max_length, runtime="numpy")
         path = Path(self.info.path)
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        if config.get("model_type", "bert") != "bert":
-            raise ModelError(f"unsupported model type {config.get('model_type')!r} in {path} (BERT only)")
-        self._heads = int(config["num_attention_heads"])
-        self._layers = int(config["num_hidden_layers"])
-        self._eps = float(config.get("layer_norm_eps", 1e-12))
-        self._positions = int(config.get("max_position_embeddings", 512))
+        shape = read_bert_config(path)
+        self._heads, self._layers, self._eps, self._positions = shape.heads, shape.layers, shape.eps, shape.positions
         self.max_length = min(self.info.max_length, self._positions)
         self.batch_size = batch_size
         self.threads = threads if threads > 0 else 1
         self._blas = BlasThreads(self.threads)
-        try:
-            raw = load_file(str(weights_file(path)))
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelError(f"cannot load weights from {path}: {exc}") from None
-        self._w = self._prepare_weights(raw)
+        self._w = self._prepare_weights(load_weights(path, load_file))
         self._prefix = text_prefixes(path)
         self._tok = load_tokenizer(path)
         self._lock = threading.Lock()
@@ -204,10 +203,6 @@ class NumpyEmbedder:
             self.tokens_encoded += sum(len(e.ids) for e in encodings)
             self._blas.apply()
             for chunk, ids, mask in padded_batches(encodings, self.batch_size):
-                hidden = self._forward(ids, mask)
-                m = mask[:, :, None].astype(np.float32)
-                pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1e-9))
-                norm = np.linalg.norm(pooled, axis=1, keepdims=True)
-                out[chunk] = pooled / np.maximum(norm, np.float32(1e-12))
+                out[chunk] = pool_normalize(self._forward(ids, mask), mask)
         return out
 

@@ -19,7 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from .embed import ONNX_FILE, cpu_threads, load_tokenizer, padded_batches, read_model_info, text_prefixes, tokenize
+from .embed import (
+    ONNX_FILE,
+    cpu_threads,
+    load_tokenizer,
+    padded_batches,
+    pool_normalize,
+    read_model_info,
+    text_prefixes,
+    tokenize,
+)
 from .errors import ModelError
 
 
@@ -89,11 +98,7 @@ class OnnxEmbedder:
         feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if self._token_types:
             feed["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run([self._output], feed)[0]  # (batch, seq, dim)
-        m = mask[:, :, None].astype(np.float32)  # (batch, seq, 1)
-        pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)  # (batch, dim)
-        norm = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norm, 1e-12)).astype(np.float32)
+        return pool_normalize(self._session.run([self._output], feed)[0], mask)  # hidden: (batch, seq, dim)
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """Encode texts into L2-normalised vectors.
