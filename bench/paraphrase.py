@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/paraphrase.py [--langs python go ...] [--models default base] [--depth 100]
+    python bench/paraphrase.py [--langs python go ...] [--models default base int8] [--depth 100]
                                [--write-doc]
 
 The queries are ``bench/queries/paraphrased/<language>.json`` (written by hand as a user would type them,
@@ -12,7 +12,8 @@ paraphrased ``tests/fixtures/repos/*/QUERIES.json`` entries over the six fixture
 together. Each query has one target (path + qualified name) and a split, ``tune`` or ``report``, by
 package: no package has queries in both.
 
-For each language and model (``default``: the shipped model; ``base``: all-MiniLM-L6-v2) the script
+For each language and model (``default``: the shipped model; ``base``: all-MiniLM-L6-v2; ``int8``: the
+shipped model under ``runtime = "onnx"``, checked against issue 12's quality budget) the script
 indexes the copy once (reusing the quality benchmark's index when it exists: same directory), encodes
 every query once (the paraphrased ones and the quality benchmark's doc-sentence ones), fetches each
 side's top ``--depth`` candidates once and caches them in ``bench/out/paraphrase/``. The modes are then
@@ -70,14 +71,23 @@ FIXTURE_SPLITS = {"tune": ("mini_go", "mini_php", "mini_ruby"),
 MODES = ("semantic", "lexical", "hybrid-minmax", "hybrid-coverage", "hybrid")
 #: The fusion before the adaptive one (the reference of the tuning rule and a "before" column).
 COVERAGE_BEFORE = Settings(fusion="coverage", semantic_weight=0.8)
-MODELS = ("default", "base")
+MODELS = ("default", "base", "int8")
+#: Models that are the shipped one under another encoder runtime (``int8``: ONNX Runtime, model.int8.onnx).
+MODEL_RUNTIME = {"int8": "onnx"}
+#: Issue 12's quality budget for a faster runtime, against the fp32 encoder: macro and per-language MRR@10.
+RUNTIME_BUDGET = {"macro": 0.005, "language": 0.01}
 #: Bump when what a cached candidate row holds changes.
 CACHE_VERSION = 2
 
 
 def model_arg(model: str) -> str | None:
     """What ``codesearch index --model`` gets for a model name (None: the shipped default)."""
-    return None if model == "default" else model
+    return None if model in ("default", *MODEL_RUNTIME) else model
+
+
+def index_env(model: str) -> dict[str, str]:
+    """The environment ``codesearch index`` runs in for a model name (its encoder runtime)."""
+    return {"CODESEARCH_RUNTIME": MODEL_RUNTIME[model]} if model in MODEL_RUNTIME else {}
 
 
 def load_queries(lang: str) -> dict[str, Any]:
@@ -113,7 +123,7 @@ def prepare_fixtures(model: str) -> tuple[Path, Path]:
         marker.write_text(digest)
     index_dir = WORK / "fixtures" / f"index-{model}"
     if not (index_dir / DB_NAME).exists():
-        build_index(repo, index_dir, model_arg(model), {}, False)
+        build_index(repo, index_dir, model_arg(model), index_env(model), False)
     return repo, index_dir
 
 
@@ -121,10 +131,10 @@ def ensure_index(lang: str, model: str) -> tuple[Path, Path]:
     """The prepared copy of ``lang`` and its index for ``model`` (built when missing)."""
     prepare(lang, MAX_UNITS, MAX_QUERIES, SEED)
     repo = QUALITY_OUT / lang / "repo"
-    index_dir = index_dir_for(lang, None, model_arg(model))
+    index_dir = index_dir_for(lang, None, model_arg(model), MODEL_RUNTIME.get(model))
     if not (index_dir / DB_NAME).exists():
         log(f"{lang}: indexing with the {model} model -> {index_dir}")
-        build_index(repo, index_dir, model_arg(model), {}, False)
+        build_index(repo, index_dir, model_arg(model), index_env(model), False)
     return repo, index_dir
 
 
@@ -378,6 +388,41 @@ def decision(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def runtime_check(results: dict[str, Any], model: str = "int8") -> dict[str, Any]:
+    """``model`` (the shipped model under a faster runtime) against the fp32 default, all queries of each set.
+
+    Returns ``{"rows": [...], "pass": bool}``; a row per language (and macro) and set with both MRR@10 of
+    the semantic and the hybrid mode and their differences. The budget (:data:`RUNTIME_BUDGET`) holds when
+    no macro difference is below ``-macro`` and no language's below ``-language``, on both sets and modes.
+    """
+    rows, ok = [], True
+    langs = [x for x in results["default"] if x not in ("macro", "fixtures")]
+    for set_name in ("paraphrased", "docstring"):
+        for lang in [*langs, "macro"]:
+            a = results["default"][lang][set_name].get("all")
+            b = results[model][lang][set_name].get("all")
+            if not a or not b:
+                continue
+            row = {"set": set_name, "language": lang, "queries": a["semantic"].get("queries")}
+            for mode in ("semantic", "hybrid"):
+                row[mode] = (a[mode]["mrr@10"], b[mode]["mrr@10"], b[mode]["mrr@10"] - a[mode]["mrr@10"])
+                limit = RUNTIME_BUDGET["macro" if lang == "macro" else "language"]
+                ok = ok and row[mode][2] >= -limit - 1e-9
+            rows.append(row)
+    return {"rows": rows, "pass": ok}
+
+
+def runtime_table(check: dict[str, Any]) -> list[str]:
+    """The rows of :func:`runtime_check` as a table (MRR@10, fp32 -> int8, difference)."""
+    lines = ["| queries | language | n | semantic fp32 -> int8 | diff | hybrid fp32 -> int8 | diff |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in check["rows"]:
+        name = "**macro**" if r["language"] == "macro" else r["language"]
+        cells = " | ".join(f"{r[m][0]:.3f} -> {r[m][1]:.3f} | {r[m][2]:+.3f}" for m in ("semantic", "hybrid"))
+        lines.append(f"| {r['set']} | {name} | {r['queries'] or ''} | {cells} |")
+    return lines
+
+
 def doc_section(report: dict[str, Any]) -> str:
     res = report["results"]
     m = report["machine"]
@@ -428,6 +473,14 @@ def doc_section(report: dict[str, Any]) -> str:
         out += ["(The base model, all-MiniLM-L6-v2, was not rerun for this section: `--models default`. Its "
                 "semantic figures do not depend on the fusion; the comparison of the two models as defaults is "
                 "in the README, from the run before the adaptive fusion.)", ""]
+    if "int8" in res:
+        check = runtime_check(res)
+        out += ["### The int8 runtime against fp32 (shipped model, all queries of each set, MRR@10)", "",
+                "`int8` is the shipped model under `runtime = \"onnx\"` (ONNX Runtime, `model.int8.onnx`), its "
+                "index built and queried with those vectors. Issue 12's budget for making it the default: macro "
+                f"no more than {RUNTIME_BUDGET['macro']} below fp32, no language more than "
+                f"{RUNTIME_BUDGET['language']} below, on both query styles. Verdict: "
+                f"**{'within' if check['pass'] else 'outside'} the budget**.", "", *runtime_table(check), ""]
     if "tune" in report:
         c = report["tune"]["chosen"]
         out += ["### How the fusion was chosen (tune split only, shipped model, MRR@10)", "",
@@ -450,8 +503,8 @@ def conclusion(res: dict[str, Any]) -> list[str]:
     if "base" in res:
         b = res["base"]
         langs = [x for x in d if x not in ("macro", "fixtures")]
-        rep = {m: res[m]["macro"]["paraphrased"]["report"] for m in MODELS}
-        doc = {m: res[m]["macro"]["docstring"]["all"] for m in MODELS}
+        rep = {m: res[m]["macro"]["paraphrased"]["report"] for m in res}
+        doc = {m: res[m]["macro"]["docstring"]["all"] for m in res}
         better = [x for x in langs if d[x]["paraphrased"]["report"]["hybrid"]["mrr@10"]
                   > b[x]["paraphrased"]["report"]["hybrid"]["mrr@10"]]
         worse = [x for x in langs if x not in better]
@@ -561,6 +614,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(split_table(results, "docstring", "all")))
     if "default" in results and "base" in results:
         print("\n" + "\n".join(decision(results)))
+    if "default" in results and "int8" in results:
+        check = runtime_check(results)
+        print("\nint8 against fp32 (all queries)\n\n" + "\n".join(runtime_table(check)))
+        print(f"\nint8 within the budget: {check['pass']}")
     if args.write_doc:
         write_doc_section("paraphrase", doc_section(report))
     log(f"done in {time.perf_counter() - t0:.0f} s")

@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -270,6 +271,7 @@ class Searcher:
         self._lock = threading.Lock()
         #: unit id -> unit_terms: a unit's text never changes under its id (an edit makes a new id)
         self._unit_terms: dict[int, frozenset[str]] = {}
+        self._pool: ThreadPoolExecutor | None = None
         if embedder is not None and embedder.info.key != self.store.meta.get("model_key"):
             raise IndexStale(f"index was built with model {self.store.meta.get('model_key')}, "
                              f"but the query encoder is {embedder.info.key}; run `codesearch index` to rebuild")
@@ -340,8 +342,8 @@ class Searcher:
         r = resolve(query, self.settings, k, mode, languages, paths, kinds, repos)
         store = self.store
         q, text, k, mode, filters = r.query, r.text, r.k, r.mode, r.filters
-        need_vectors = mode != "lexical"
-        qvec = self.embedder.encode([text], kind="query")[0] if need_vectors else None
+        need_vectors, need_lexical = mode != "lexical", mode != "semantic"
+        embedder = self.embedder if need_vectors else None
         depth = k * self.settings.oversample
         factor = self.settings.role_prior if role_prior is None else role_prior
         prefer = preferred_roles(q) if factor < 1.0 else None
@@ -356,8 +358,24 @@ class Searcher:
                 import numpy as np
 
                 allowed = np.asarray([uid for uid, _ in matching], dtype=np.int64)
-            sem = store.vector_search(qvec, side_k, allowed) if need_vectors else []
-            lex = store.lexical_search(text, side_k, allowed) if mode != "semantic" else []
+            # The ``adaptive`` and ``coverage`` fusions weigh the query's terms; a store without term
+            # statistics (the Milvus backend) fuses without them (see below).
+            weigh = mode == "hybrid" and self.settings.fusion in ("coverage", "adaptive") \
+                and hasattr(store, "document_frequencies")
+
+            def lexical_side() -> tuple[list[tuple[int, float]], dict[str, float] | None]:
+                found = store.lexical_search(text, side_k, allowed) if need_lexical else []
+                return found, (term_weights(text, store) if weigh and found else None)
+
+            pending = None
+            if need_vectors and need_lexical and getattr(store, "concurrent_reads", False):
+                # The lexical side (SQLite) runs while this thread encodes the query and searches FAISS.
+                pending = self._side_pool().submit(lexical_side)
+            try:
+                sem = store.vector_search(embedder.encode([text], kind="query")[0], side_k, allowed) \
+                    if embedder is not None else []
+            finally:
+                lex, weights = pending.result() if pending is not None else lexical_side()
             sem_rank = {uid: (r, s) for r, (uid, s) in enumerate(sem, 1)}
             lex_rank = {uid: (r, s) for r, (uid, s) in enumerate(lex, 1)}
             if mode == "semantic":
@@ -366,10 +384,9 @@ class Searcher:
                 scored = [(uid, s) for uid, s in lex]
             else:
                 strength, lexical = None, None
-                # A store without term statistics (the Milvus backend) fuses without the coverage scaling
-                # and, for the adaptive fusion, at the weak-match weight (settings.semantic_weight).
-                if self.settings.fusion in ("coverage", "adaptive") and lex and hasattr(store, "document_frequencies"):
-                    weights = term_weights(text, store)
+                # Without term weights (no lexical hit, or the Milvus backend) the fusion runs without the
+                # coverage scaling and, for the adaptive fusion, at the weak-match weight (semantic_weight).
+                if weights is not None:
                     if self.settings.fusion == "adaptive":
                         lexical = lexical_strength(lex, weights)
                     else:
@@ -391,6 +408,16 @@ class Searcher:
             hits.append(Hit(symbols[uid], float(score), sr, ss, lr, ls, unit_id=uid, repo=repo_of.get(uid)))
         return hits
 
+    def _side_pool(self) -> ThreadPoolExecutor:
+        """The one worker thread that runs a hybrid query's lexical side (started on first use)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codesearch-lexical")
+            return self._pool
+
     def close(self) -> None:
-        """Close the index."""
+        """Close the index (and the lexical side's thread)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.store.close()

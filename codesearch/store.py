@@ -92,6 +92,10 @@ class LocalStore:
         name: The repository's name for ``repo:`` filters (default: the index directory's parent's name).
     """
 
+    #: The lexical side (SQLite FTS5) and the vector side (FAISS) may run at once in two threads inside one
+    #: snapshot: they share no state, and both libraries release the GIL while they work.
+    concurrent_reads = True
+
     def __init__(self, reader: IndexReader, name: str | None = None) -> None:
         self.reader = reader
         self.name = name or (reader.index_dir.parent.name if reader.index_dir.name == ".codesearch"

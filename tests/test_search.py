@@ -203,6 +203,47 @@ def test_searcher_adaptive_weight_follows_the_query(corpus):
     assert [h.unit_id for h in adaptive.search(text, k=5, mode="hybrid", role_prior=1.0)] == expected
 
 
+def test_hybrid_sides_run_concurrently_with_the_same_ranking(corpus, monkeypatch):
+    import threading
+
+    import codesearch.store as store_mod
+
+    searcher, *_ = corpus
+    threads: list[str] = []
+    real = store_mod.LocalStore.lexical_search
+
+    def spy(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(store_mod.LocalStore, "lexical_search", spy)
+    queries = ["parse cookie header", "retry backoff", "merge sort file", "slug title hash"]
+    runs = {}
+    for concurrent in (True, False):
+        monkeypatch.setattr(store_mod.LocalStore, "concurrent_reads", concurrent)
+        runs[concurrent] = [[(h.unit_id, h.score, h.lexical_rank, h.semantic_rank)
+                             for h in searcher.search(q, k=8, mode="hybrid", role_prior=1.0)] for q in queries]
+    assert runs[True] == runs[False] and all(runs[True])
+    assert threads[:len(queries)] == ["codesearch-lexical_0"] * len(queries)
+    assert threading.main_thread().name in threads[len(queries):]
+
+
+def test_unit_count_follows_each_published_generation(make_repo, hash_embedder):
+    from codesearch.index import IndexReader
+
+    root = make_repo({"pkg/a.py": unit_source("python", "slug_title", "slug title")})
+    index_repository(root, Settings(), embedder=hash_embedder)
+    reader = IndexReader(root / ".codesearch")
+    with reader.snapshot():
+        assert reader.count_units() == 1
+    (root / "pkg" / "b.py").write_text(unit_source("python", "merge_sort", "merge sort"))
+    index_repository(root, Settings(), embedder=hash_embedder)
+    assert reader.count_units() == 2  # outside a snapshot: counted live
+    with reader.snapshot():
+        assert reader.count_units() == 2
+    reader.close()
+
+
 def test_empty_query_is_usage_error(corpus):
     from codesearch.errors import UsageError
 
