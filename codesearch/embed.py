@@ -346,7 +346,36 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
 
 
-class TransformerEmbedder:
+class TokenizingEncoder:
+    """What the torch, numpy and ONNX encoders share: tokenising their texts and counting the tokens.
+
+    A subclass sets ``_tok`` (the tokenizer), ``_lock``, ``max_length``, ``_positions`` and ``_prefix``.
+    """
+
+    _tok: Any
+    _lock: threading.Lock
+    max_length: int
+    _positions: int
+    _prefix: dict[str, str]
+    #: Running total of tokens encoded (for throughput reports).
+    tokens_encoded: int = 0
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens each text becomes (after truncation)."""
+        with self._lock:
+            return [len(e.ids) for e in self._tokens(list(texts), "document")]
+
+    def _tokens(self, texts: list[str], kind: str) -> list[Any]:
+        """The encodings of ``texts`` (call under ``_lock``: a tokenizer is not shared across threads)."""
+        return tokenize(self._tok, texts, kind, self.max_length, self._positions, self._prefix)
+
+    def _counted(self, encodings: list[Any]) -> list[Any]:
+        """``encodings``, added to :attr:`tokens_encoded`."""
+        self.tokens_encoded += sum(len(e.ids) for e in encodings)
+        return encodings
+
+
+class TransformerEmbedder(TokenizingEncoder):
     """A BERT encoder with mean pooling and L2 normalisation, loaded from a model directory.
 
     Args:
@@ -374,8 +403,6 @@ class TransformerEmbedder:
         self._tok = load_tokenizer(path)
         self._lock = threading.Lock()
         self._torch = torch
-        #: Running total of tokens encoded (for throughput reports).
-        self.tokens_encoded = 0
 
     def _prepare_weights(self, raw: dict[str, Any]) -> dict[str, Any]:
         import torch
@@ -423,13 +450,6 @@ class TransformerEmbedder:
         del torch
         return x
 
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Number of tokens each text becomes (after truncation)."""
-        return [len(e.ids) for e in self._tokenize(list(texts), "document")]
-
-    def _tokenize(self, texts: list[str], kind: str) -> list[Any]:
-        return tokenize(self._tok, texts, kind, self.max_length, self._positions, self._prefix)
-
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """Encode texts into L2-normalised vectors.
 
@@ -445,8 +465,7 @@ class TransformerEmbedder:
         if not texts:
             return out
         with self._lock:
-            encodings = self._tokenize(list(texts), kind)
-        self.tokens_encoded += sum(len(e.ids) for e in encodings)
+            encodings = self._counted(self._tokens(list(texts), kind))
         with torch.inference_mode():
             for chunk, ids_np, mask_np in padded_batches(encodings, self.batch_size):
                 ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)

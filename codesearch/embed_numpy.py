@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .embed import (
+    TokenizingEncoder,
     load_tokenizer,
     load_weights,
     padded_batches,
@@ -30,7 +31,6 @@ from .embed import (
     read_bert_config,
     read_model_info,
     text_prefixes,
-    tokenize,
 )
 from .errors import ModelError
 
@@ -79,7 +79,7 @@ class BlasThreads:
                 lib.set_num_threads(self.n)
 
 
-class NumpyEmbedder:
+class NumpyEmbedder(TokenizingEncoder):
     """The BERT encoder of a model directory in float32 numpy (``model.safetensors``).
 
     Same interface as :class:`codesearch.embed.TransformerEmbedder`: ``info``, ``encode``,
@@ -111,8 +111,6 @@ class NumpyEmbedder:
         self._prefix = text_prefixes(path)
         self._tok = load_tokenizer(path)
         self._lock = threading.Lock()
-        #: Running total of tokens encoded (for throughput reports).
-        self.tokens_encoded = 0
 
     def _prepare_weights(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """float32 weights; linear layers as transposed views, (in, out), so that ``x @ w`` is one GEMM.
@@ -179,12 +177,6 @@ class NumpyEmbedder:
             x = layer_norm(h @ w[p + "out.w"] + w[p + "out.b"] + x, w[p + "ln2.w"], w[p + "ln2.b"], eps)
         return x.reshape(batch, seq, dim)
 
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Number of tokens each text becomes (after truncation)."""
-        with self._lock:
-            return [len(e.ids) for e in tokenize(self._tok, list(texts), "document", self.max_length,
-                                                 self._positions, self._prefix)]
-
     def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """Encode texts into L2-normalised vectors.
 
@@ -199,8 +191,7 @@ class NumpyEmbedder:
         if not texts:
             return out
         with self._lock:
-            encodings = tokenize(self._tok, list(texts), kind, self.max_length, self._positions, self._prefix)
-            self.tokens_encoded += sum(len(e.ids) for e in encodings)
+            encodings = self._counted(self._tokens(list(texts), kind))
             self._blas.apply()
             for chunk, ids, mask in padded_batches(encodings, self.batch_size):
                 out[chunk] = pool_normalize(self._forward(ids, mask), mask)

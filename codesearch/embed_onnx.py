@@ -21,13 +21,13 @@ import numpy as np
 
 from .embed import (
     ONNX_FILE,
+    TokenizingEncoder,
     cpu_threads,
     load_tokenizer,
     padded_batches,
     pool_normalize,
     read_model_info,
     text_prefixes,
-    tokenize,
 )
 from .errors import ModelError
 
@@ -37,7 +37,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(TokenizingEncoder):
     """The BERT encoder of a model directory on ONNX Runtime (``model.int8.onnx``).
 
     Same interface as :class:`codesearch.embed.TransformerEmbedder`: ``info``, ``encode``,
@@ -84,14 +84,6 @@ class OnnxEmbedder:
         self._prefix = text_prefixes(path)
         self._tok = load_tokenizer(path)
         self._lock = threading.Lock()
-        #: Running total of tokens encoded (for throughput reports).
-        self.tokens_encoded = 0
-
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Number of tokens each text becomes (after truncation)."""
-        with self._lock:
-            return [len(e.ids) for e in tokenize(self._tok, list(texts), "document", self.max_length,
-                                                 self._positions, self._prefix)]
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """ids, mask: (batch, seq) int64 -> L2-normalised mean-pooled vectors (batch, dim)."""
@@ -114,8 +106,7 @@ class OnnxEmbedder:
         if not texts:
             return out
         with self._lock:
-            encodings = tokenize(self._tok, list(texts), kind, self.max_length, self._positions, self._prefix)
-        self.tokens_encoded += sum(len(e.ids) for e in encodings)
+            encodings = self._counted(self._tokens(list(texts), kind))
         for chunk, ids, mask in padded_batches(encodings, self.batch_size):
             try:
                 out[chunk] = self._run(ids, mask)
