@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from codesearch.config import Settings
-from codesearch.embed import ONNX_FILE, SHIPPED_MODEL
+from codesearch.embed import ONNX_FILE, SHIPPED_MODEL, Embedder, load_embedder
 from codesearch.types import document_text
 from codesearch.walk import walk
 from parsers import extract
@@ -34,6 +34,19 @@ def fixture_queries() -> list[tuple[str, str]]:
             path, _, qualname = q["target"].partition(":")
             out.append((q["query"], f"{repo.name}/{path}:{qualname}"))
     return out
+
+
+def runtime_embedder(runtime: str) -> Embedder:
+    """The shipped model under ``runtime`` with the default settings' length and batch size."""
+    defaults = Settings()
+    return load_embedder(None, max_length=defaults.max_length, batch_size=defaults.batch_size, runtime=runtime)
+
+
+def fixture_vectors(embedders: dict[str, Embedder]) -> dict[str, tuple[object, object]]:
+    """Each encoder's vectors of the fixture units and of the fixture queries: ``{name: (units, queries)}``."""
+    _, texts = fixture_units()
+    queries = [q for q, _ in fixture_queries()]
+    return {name: (e.encode(texts), e.encode(queries, kind="query")) for name, e in embedders.items()}
 
 
 def model_copy(dest: Path, onnx: bytes | None) -> Path:

@@ -18,21 +18,17 @@ from codesearch.config import Settings
 from codesearch.embed import FP32, load_embedder
 from codesearch.embed_numpy import NumpyEmbedder, erf
 from codesearch.errors import ModelError
-from tests.modelutil import fixture_queries, fixture_units, model_copy
+from tests.modelutil import fixture_units, fixture_vectors, model_copy, runtime_embedder
 
 
 @pytest.fixture(scope="module")
 def numpy_embedder():
-    defaults = Settings()
-    return load_embedder(None, max_length=defaults.max_length, batch_size=defaults.batch_size, runtime="numpy")
+    return runtime_embedder("numpy")
 
 
 @pytest.fixture(scope="module")
 def vectors(numpy_embedder, real_embedder):
-    _, texts = fixture_units()
-    queries = [q for q, _ in fixture_queries()]
-    return {"numpy": (numpy_embedder.encode(texts), numpy_embedder.encode(queries, kind="query")),
-            "torch": (real_embedder.encode(texts), real_embedder.encode(queries, kind="query"))}
+    return fixture_vectors({"numpy": numpy_embedder, "torch": real_embedder})
 
 
 def test_erf_matches_the_math_library():

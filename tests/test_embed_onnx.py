@@ -33,7 +33,7 @@ from codesearch.embed import (
 from codesearch.embed_numpy import NumpyEmbedder
 from codesearch.embed_onnx import OnnxEmbedder
 from codesearch.errors import ModelError
-from tests.modelutil import REPOS, fixture_queries, fixture_units, model_copy
+from tests.modelutil import REPOS, fixture_queries, fixture_units, fixture_vectors, model_copy, runtime_embedder
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -47,18 +47,13 @@ def _onnx_runtime(monkeypatch):
 @pytest.fixture(scope="module")
 def int8_embedder():
     """The shipped model on ONNX Runtime with its int8 weights."""
-
-    defaults = Settings()
-    return load_embedder(None, max_length=defaults.max_length, batch_size=defaults.batch_size, runtime="onnx")
+    return runtime_embedder("onnx")
 
 
 @pytest.fixture(scope="module")
 def vectors(int8_embedder, real_embedder):
     ids, texts = fixture_units()
-    queries = [q for q, _ in fixture_queries()]
-    return {"ids": ids, "texts": texts,
-            "int8": (int8_embedder.encode(texts), int8_embedder.encode(queries, kind="query")),
-            "torch": (real_embedder.encode(texts), real_embedder.encode(queries, kind="query"))}
+    return {"ids": ids, "texts": texts, **fixture_vectors({"int8": int8_embedder, "torch": real_embedder})}
 
 
 def test_the_onnx_runtime_is_int8_with_its_own_index_key(int8_embedder, real_embedder):
