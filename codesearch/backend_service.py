@@ -16,11 +16,11 @@ import os
 import threading
 from typing import Any
 
-from .config import SEARCH_MODES, Settings
+from .config import Settings
 from .embed import Embedder
 from .errors import CodesearchError, UsageError
 from .search import Searcher
-from .service import MAX_CODE_BYTES, MAX_K, _int, _str_list, similar_units, unit_record
+from .service import MAX_CODE_BYTES, MAX_K, _int, _str_list, answer, search_args, similar_units, unit_record
 from .types import Hit
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,14 @@ def unsupported(op: str, uri: str) -> str:
         return (f"reindex is not supported on the backend {uri}: it is updated by the batch job; "
                 f"run `codesearch index --backend {uri} REPO...` again")
     return f"{op} is not supported on the backend {uri}"
+
+
+def _repo(req: dict[str, Any]) -> str | None:
+    """A request's ``repo`` (which repository a path is in), checked."""
+    repo = req.get("repo")
+    if repo is not None and not isinstance(repo, str):
+        raise UsageError("repo must be a string")
+    return repo
 
 
 class BackendService:
@@ -123,49 +131,36 @@ class BackendService:
 
     def handle_request(self, req: Any) -> dict[str, Any]:
         """Answer one request of the :mod:`codesearch.client` protocol; never raises."""
+        return answer(req, {"search": self._op_search, "get": self._op_get, "similar": self._op_similar,
+                            "status": lambda r: self.status(),
+                            "reindex": self._unsupported, "stop": self._unsupported})
+
+    def _op_search(self, req: dict[str, Any]) -> dict[str, Any]:
         from . import client
 
-        try:
-            if not isinstance(req, dict):
-                raise UsageError("a request must be a JSON object")
-            op = req.get("op")
-            if op == "ping":
-                return {"ok": True, "pid": os.getpid(), "version": client.build_id()}
-            repo = req.get("repo")
-            if repo is not None and not isinstance(repo, str):
-                raise UsageError("repo must be a string")
-            if op == "search":
-                text = req.get("query")
-                if not isinstance(text, str):
-                    raise UsageError("query must be a string")
-                mode = req.get("mode")
-                if mode is not None and mode not in SEARCH_MODES:
-                    raise UsageError(f"unknown mode {mode!r} (choose from {', '.join(SEARCH_MODES)})")
-                hits, fresh = self.search(text, _int(req, "k", 1, MAX_K), mode, _str_list(req, "languages"),
-                                          _str_list(req, "paths"), _str_list(req, "kinds"), _str_list(req, "repos"))
-                return {"results": [client.hit_record(h, explain=True) for h in hits], **fresh}
-            if op == "get":
-                return self.get_code(_int(req, "id", 0, 1 << 63), req.get("path"), _int(req, "line", 1, 1 << 31),
-                                     repo, _int(req, "max_bytes", 1, 1 << 30) or MAX_CODE_BYTES)
-            if op == "similar":
-                code = req.get("code")
-                if code is not None and not isinstance(code, str):
-                    raise UsageError("code must be a string")
-                hits, fresh = self.similar(_int(req, "id", 0, 1 << 63), req.get("path"),
-                                           _int(req, "line", 1, 1 << 31), code, _int(req, "k", 1, MAX_K),
-                                           _str_list(req, "languages"), _str_list(req, "paths"),
-                                           _str_list(req, "kinds"), _str_list(req, "repos"), repo)
-                return {"results": [client.hit_record(h, explain=False) for h in hits], **fresh}
-            if op == "status":
-                return self.status()
-            if op in ("reindex", "stop"):
-                raise UsageError(unsupported(op, self.uri))
-            raise UsageError(f"unknown op {op!r} (ping, search, get, similar, status)")
-        except CodesearchError as exc:
-            return {"error": str(exc), "type": type(exc).__name__}
-        except Exception as exc:  # a bug must not kill the server
-            log.exception("request failed: %r", req)
-            return {"error": f"internal error: {type(exc).__name__}: {exc}", "type": "InternalError"}
+        text, k, mode = search_args(req)
+        hits, fresh = self.search(text, k, mode, _str_list(req, "languages"), _str_list(req, "paths"),
+                                  _str_list(req, "kinds"), _str_list(req, "repos"))
+        return {"results": [client.hit_record(h, explain=True) for h in hits], **fresh}
+
+    def _op_get(self, req: dict[str, Any]) -> dict[str, Any]:
+        return self.get_code(_int(req, "id", 0, 1 << 63), req.get("path"), _int(req, "line", 1, 1 << 31),
+                             _repo(req), _int(req, "max_bytes", 1, 1 << 30) or MAX_CODE_BYTES)
+
+    def _op_similar(self, req: dict[str, Any]) -> dict[str, Any]:
+        from . import client
+
+        code = req.get("code")
+        if code is not None and not isinstance(code, str):
+            raise UsageError("code must be a string")
+        hits, fresh = self.similar(_int(req, "id", 0, 1 << 63), req.get("path"), _int(req, "line", 1, 1 << 31),
+                                   code, _int(req, "k", 1, MAX_K), _str_list(req, "languages"),
+                                   _str_list(req, "paths"), _str_list(req, "kinds"), _str_list(req, "repos"),
+                                   _repo(req))
+        return {"results": [client.hit_record(h, explain=False) for h in hits], **fresh}
+
+    def _unsupported(self, req: dict[str, Any]) -> dict[str, Any]:
+        raise UsageError(unsupported(str(req.get("op")), self.uri))
 
     def close(self) -> None:
         """Close the backend (a Milvus Lite file is then free for another process)."""

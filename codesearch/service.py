@@ -77,6 +77,41 @@ def _int(req: dict[str, Any], key: str, low: int, high: int) -> int | None:
     return value
 
 
+def search_args(req: dict[str, Any]) -> tuple[str, int | None, str | None]:
+    """A search request's query text, ``k`` and mode, checked."""
+    text = req.get("query")
+    if not isinstance(text, str):
+        raise UsageError("query must be a string")
+    mode = req.get("mode")
+    if mode is not None and mode not in SEARCH_MODES:
+        raise UsageError(f"unknown mode {mode!r} (choose from {', '.join(SEARCH_MODES)})")
+    return text, _int(req, "k", 1, MAX_K), mode
+
+
+def answer(req: Any, ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> dict[str, Any]:
+    """Answer one request of the :mod:`codesearch.client` protocol with ``ops`` (by op name); never raises.
+
+    ``ping`` is answered here; a failure becomes ``{"error", "type"}`` (the client reports it or falls back).
+    """
+    try:
+        if not isinstance(req, dict):
+            raise UsageError("a request must be a JSON object")
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid(), "version": client.build_id()}
+        handler = ops.get(op) if isinstance(op, str) else None
+        if handler is None:
+            raise UsageError(f"unknown op {op!r} ({', '.join(['ping', *ops])})")
+        return handler(req)
+    except CodesearchError as exc:
+        return {"error": str(exc), "type": type(exc).__name__}
+    except Mismatch as exc:
+        return {"error": str(exc), "type": "Mismatch"}
+    except Exception as exc:  # a bug must not kill the service; the client falls back
+        log.exception("request failed: %r", req)
+        return {"error": f"internal error: {type(exc).__name__}: {exc}", "type": "InternalError"}
+
+
 def _find_unit(store: VectorStore, unit_id: int | None, path: str | None, line: int | None, repo: str | None,
                where: str) -> tuple[int, Symbol]:
     """The unit a request names: by id, or the innermost unit of ``path`` (in ``repo``) around ``line``.
@@ -502,41 +537,18 @@ class Service:
 
     def handle_request(self, req: Any) -> dict[str, Any]:
         """Answer one protocol request (see :mod:`codesearch.client`); never raises."""
-        try:
-            if not isinstance(req, dict):
-                raise UsageError("a request must be a JSON object")
-            op = req.get("op")
-            if op == "ping":
-                return {"ok": True, "pid": os.getpid(), "version": client.build_id()}
-            if op == "search":
-                return self._op_search(req)
-            if op == "get":
-                return self.get_code(_int(req, "id", 0, 1 << 62), req.get("path"), _int(req, "line", 1, 1 << 31),
-                                     _int(req, "max_bytes", 1, 1 << 30) or MAX_CODE_BYTES)
-            if op == "similar":
-                return self._op_similar(req)
-            if op == "status":
-                return self.status()
-            if op == "reindex":
-                raw = req.get("paths")
-                return self.reindex(None if raw is None else _str_list(req, "paths"), bool(req.get("wait", True)))
-            raise UsageError(f"unknown op {op!r} (ping, search, get, similar, status, reindex, stop)")
-        except CodesearchError as exc:
-            return {"error": str(exc), "type": type(exc).__name__}
-        except Mismatch as exc:
-            return {"error": str(exc), "type": "Mismatch"}
-        except Exception as exc:  # a bug must not kill the service; the client falls back
-            log.exception("request failed: %r", req)
-            return {"error": f"internal error: {type(exc).__name__}: {exc}", "type": "InternalError"}
+        return answer(req, {
+            "search": self._op_search,
+            "get": lambda r: self.get_code(_int(r, "id", 0, 1 << 62), r.get("path"), _int(r, "line", 1, 1 << 31),
+                                           _int(r, "max_bytes", 1, 1 << 30) or MAX_CODE_BYTES),
+            "similar": self._op_similar,
+            "status": lambda r: self.status(),
+            "reindex": lambda r: self.reindex(None if r.get("paths") is None else _str_list(r, "paths"),
+                                              bool(r.get("wait", True))),
+        })
 
     def _op_search(self, req: dict[str, Any]) -> dict[str, Any]:
-        text = req.get("query")
-        if not isinstance(text, str):
-            raise UsageError("query must be a string")
-        k = _int(req, "k", 1, MAX_K)
-        mode = req.get("mode")
-        if mode is not None and mode not in SEARCH_MODES:
-            raise UsageError(f"unknown mode {mode!r} (choose from {', '.join(SEARCH_MODES)})")
+        text, k, mode = search_args(req)
         langs, paths, kinds = (_str_list(req, key) for key in ("languages", "paths", "kinds"))
         settings = self._request_settings(req.get("settings"))
         hits, fresh = self.search(text, k=k, mode=mode, languages=langs, paths=paths, kinds=kinds, settings=settings)
