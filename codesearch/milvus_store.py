@@ -444,16 +444,18 @@ class MilvusStore:
             for start in range(0, len(ids), _CHUNK):
                 self.client.delete(self.units, filter=_in("id", ids[start:start + _CHUNK]))
 
-    def text_hashes_of(self, ids: Sequence[int]) -> set[str]:
-        """The text hashes of these unit rows."""
-        self._load()
-        out: set[str] = set()
+    def _rows_by_id(self, ids: Sequence[int], fields: list[str]) -> Iterator[dict[str, Any]]:
+        """The unit rows of ``ids`` (those that exist) with ``fields``, queried ``_CHUNK`` ids at a time."""
         ids = [int(i) for i in ids]
         with _milvus_errors(self.uri):
             for start in range(0, len(ids), _CHUNK):
-                out.update(r["text_hash"] for r in self.client.query(
-                    self.units, filter=_in("id", ids[start:start + _CHUNK]), output_fields=["text_hash"]))
-        return out
+                yield from self.client.query(self.units, filter=_in("id", ids[start:start + _CHUNK]),
+                                             output_fields=fields)
+
+    def text_hashes_of(self, ids: Sequence[int]) -> set[str]:
+        """The text hashes of these unit rows."""
+        self._load()
+        return {r["text_hash"] for r in self._rows_by_id(ids, ["text_hash"])}
 
     def drop_unused_texts(self, text_hashes: Iterable[str]) -> int:
         """Delete the cached vectors of these hashes that no unit row uses any more; returns how many.
@@ -579,27 +581,15 @@ class MilvusStore:
     def symbols(self, ids: Sequence[int]) -> dict[int, Symbol]:
         """Unit records by id (also remembers their repositories for :meth:`repos`)."""
         out: dict[int, Symbol] = {}
-        ids = [int(i) for i in ids]
-        with _milvus_errors(self.uri):
-            for start in range(0, len(ids), _CHUNK):
-                rows = self.client.query(self.units, filter=_in("id", ids[start:start + _CHUNK]),
-                                         output_fields=["id", "repo", *_SYMBOL_FIELDS])
-                for r in rows:
-                    uid = int(r["id"])
-                    out[uid] = Symbol(**{f: int(r[f]) if f in _INT_FIELDS else r[f] for f in _SYMBOL_FIELDS})
-                    self._repo_cache[uid] = r["repo"]
+        for r in self._rows_by_id(ids, ["id", "repo", *_SYMBOL_FIELDS]):
+            uid = int(r["id"])
+            out[uid] = Symbol(**{f: int(r[f]) if f in _INT_FIELDS else r[f] for f in _SYMBOL_FIELDS})
+            self._repo_cache[uid] = r["repo"]
         return out
 
     def roles(self, ids: Sequence[int]) -> dict[int, str]:
         """Role of each unit id (implementation, test, ...)."""
-        out: dict[int, str] = {}
-        ids = [int(i) for i in ids]
-        with _milvus_errors(self.uri):
-            for start in range(0, len(ids), _CHUNK):
-                rows = self.client.query(self.units, filter=_in("id", ids[start:start + _CHUNK]),
-                                         output_fields=["id", "role"])
-                out.update((int(r["id"]), r["role"]) for r in rows)
-        return out
+        return {int(r["id"]): r["role"] for r in self._rows_by_id(ids, ["id", "role"])}
 
     def repos(self, ids: Sequence[int]) -> dict[int, str]:
         """Repository of each unit id."""
@@ -630,14 +620,8 @@ class MilvusStore:
 
     def unit_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The vector of each unit row id (those that exist)."""
-        out: dict[int, np.ndarray] = {}
-        ids = [int(i) for i in ids]
-        with _milvus_errors(self.uri):
-            for start in range(0, len(ids), _CHUNK):
-                for r in self.client.query(self.units, filter=_in("id", ids[start:start + _CHUNK]),
-                                           output_fields=["id", "vector"]):
-                    out[int(r["id"])] = np.asarray(r["vector"], dtype=np.float32)
-        return out
+        return {int(r["id"]): np.asarray(r["vector"], dtype=np.float32)
+                for r in self._rows_by_id(ids, ["id", "vector"])}
 
     def repositories(self) -> dict[str, dict[str, Any]]:
         """What the batch jobs recorded of each repository: ``{name: {"root": path, "indexed_at": time}}``."""
