@@ -627,6 +627,27 @@ def score(ranked: dict[str, list[str]], queries: list[dict[str, Any]]) -> dict[s
 
 # ------------------------------------------------------------------------------------------------- report
 
+def run_modes(repo: Path, index_dir: Path, queries: list[dict[str, Any]], modes: list[str | None],
+              env: dict[str, str], model: str | None,
+              per_query: Path) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each mode's metrics and raw result lines over ``queries``; each query's rank and results are written to
+    ``per_query`` (a path whose name has ``{name}`` in it, filled with the mode's name)."""
+    out = {}
+    for mode in modes:
+        name = mode or "default"
+        ranked, lines, secs = run_queries(repo, index_dir, queries, mode, env, model)
+        metrics = score(ranked, queries)
+        metrics["queries"] = len(queries)
+        metrics["query_seconds"] = round(secs, 2)
+        per_q = per_query_metrics(ranked, {q["qid"]: {q["target"]} for q in queries}, k=10)
+        with per_query.with_name(per_query.name.format(name=name)).open("w") as fh:
+            for q, line in zip(queries, lines, strict=True):
+                fh.write(json.dumps({**q, "rank": int(per_q[q["qid"]]["rank"]), "results": line.get("results", [])})
+                         + "\n")
+        out[name] = (metrics, lines)
+    return out
+
+
 def quality_table(results: dict[str, Any], mode: str) -> list[str]:
     """One mode's markdown table: languages as rows (MRR@10, R@1, R@5, R@10, nDCG@10) plus the macro average."""
     lines = ["| language | units indexed | queries | MRR@10 | R@1 | R@5 | R@10 | nDCG@10 |",
@@ -744,21 +765,12 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{lang}: WARNING: the index holds {res['units_indexed']} units, the prepared copy "
                 f"{rec['units']} (walk or parser differences)")
         log(f"{lang}: indexed in {summary['wall_seconds']:.0f} s: {summary}")
-        for mode in modes:
-            name = mode or "default"
-            ranked, lines, secs = run_queries(repo, index_dir, rec["queries"], mode, env, args.model)
-            metrics = score(ranked, rec["queries"])
-            metrics["queries"] = len(rec["queries"])
-            metrics["query_seconds"] = round(secs, 2)
+        suffix = f"-{args.runtime}" if args.runtime else ""
+        for name, (metrics, _) in run_modes(repo, index_dir, rec["queries"], modes, env, args.model,
+                                            QUALITY_OUT / lang / f"results-{{name}}{suffix}.jsonl").items():
             res["modes"][name] = metrics
-            per_q = per_query_metrics(ranked, {q["qid"]: {q["target"]} for q in rec["queries"]}, k=10)
-            suffix = f"-{args.runtime}" if args.runtime else ""
-            with (QUALITY_OUT / lang / f"results-{name}{suffix}.jsonl").open("w") as fh:
-                for q, line in zip(rec["queries"], lines, strict=True):
-                    fh.write(json.dumps({**q, "rank": int(per_q[q["qid"]]["rank"]),
-                                         "results": line.get("results", [])}) + "\n")
             log(f"{lang} [{name}]: MRR@10 {metrics['mrr@10']:.3f}  R@1 {metrics['recall@1']:.3f}  "
-                f"R@10 {metrics['recall@10']:.3f}  ({len(rec['queries'])} queries, {secs:.1f} s)")
+                f"R@10 {metrics['recall@10']:.3f}  ({metrics['queries']} queries, {metrics['query_seconds']:.1f} s)")
         if args.with_tests and lang in TEST_LANGS:
             trec = prepare_with_tests(lang, rec, args.seed)
             trepo = QUALITY_OUT / lang / "repo-tests"
@@ -770,21 +782,12 @@ def main(argv: list[str] | None = None) -> int:
                                     "test_unit_roles": trec["test_unit_roles"], "index": tsummary,
                                     "units_indexed": tsummary.get("units", trec["units"]), "modes": {}}
             res["with_tests"] = tres
-            for mode in modes:
-                name = mode or "default"
-                ranked, lines, secs = run_queries(trepo, tdir, rec["queries"], mode, env, args.model)
-                metrics = score(ranked, rec["queries"])
-                metrics["queries"] = len(rec["queries"])
-                metrics["query_seconds"] = round(secs, 2)
+            for name, (metrics, lines) in run_modes(trepo, tdir, rec["queries"], modes, env, args.model,
+                                                    QUALITY_OUT / lang / "results-tests-{name}.jsonl").items():
                 metrics["test_hits_at_1"] = sum(1 for line in lines if line.get("results")
                                                 and line["results"][0].get("role", "implementation")
                                                 != "implementation")
                 tres["modes"][name] = metrics
-                per_q = per_query_metrics(ranked, {q["qid"]: {q["target"]} for q in rec["queries"]}, k=10)
-                with (QUALITY_OUT / lang / f"results-tests-{name}.jsonl").open("w") as fh:
-                    for q, line in zip(rec["queries"], lines, strict=True):
-                        fh.write(json.dumps({**q, "rank": int(per_q[q["qid"]]["rank"]),
-                                             "results": line.get("results", [])}) + "\n")
                 log(f"{lang} with tests [{name}]: MRR@10 {metrics['mrr@10']:.3f} "
                     f"(tests out {res['modes'][name]['mrr@10']:.3f}); a test first for "
                     f"{metrics['test_hits_at_1']} queries")
