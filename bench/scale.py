@@ -95,7 +95,6 @@ def run_batch(repos: list[Path], workers: int) -> dict[str, Any]:
 
 def query_latency(db: Path, n: int) -> dict[str, Any]:
     """Warm in-process latency of Searcher.search through MilvusStore (query encoding included), per mode."""
-    import statistics
 
     from codesearch.config import Settings
     from codesearch.milvus_store import MilvusStore
@@ -108,17 +107,8 @@ def query_latency(db: Path, n: int) -> dict[str, Any]:
         with store.snapshot():
             rows = store.client.query(store.units, filter="summary != ''", output_fields=["summary"], limit=n)
         queries = [Query(" ".join(r["summary"].split())[:200]) for r in rows] or [Query("parse a url")]
-        searcher.search(queries[0], k=10)  # loads the model and the collection
-        out: dict[str, Any] = {"queries": len(queries), "units": store.count_units()}
-        for mode in ("semantic", "lexical", "hybrid"):
-            times = []
-            for q in queries:
-                t0 = time.perf_counter()
-                searcher.search(q, k=10, mode=mode)
-                times.append((time.perf_counter() - t0) * 1000)
-            times.sort()
-            out[mode] = {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))]}
-        return out
+        return {"queries": len(queries), "units": store.count_units(),
+                **_latency(searcher, queries, ["semantic", "lexical", "hybrid"])}
     finally:
         searcher.close()
 
@@ -221,7 +211,8 @@ def quality(langs: list[str], modes: list[str]) -> dict[str, Any]:
     return out
 
 
-def _latency(searcher: Any, queries: list[str], modes: list[str]) -> dict[str, Any]:
+def _latency(searcher: Any, queries: list[Any], modes: list[str]) -> dict[str, Any]:
+    """Median and p95 ms of a warm ``searcher.search(q, k=10, mode=...)`` per mode over ``queries``."""
     import statistics
 
     searcher.search(queries[0], k=10)  # loads the model and the collection
