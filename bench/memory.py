@@ -1,18 +1,16 @@
-"""Daemon memory and warm query latency by encoder runtime: torch fp32 and numpy fp32 (before) against ONNX
-Runtime fp32 (``model.onnx``, the default).
+"""Daemon memory and warm query latency by encoder runtime: torch fp32 (before) against numpy fp32 (the default).
 
 Usage::
 
     .venv/bin/python bench/freshness.py build    # once: the 10k-unit repository and the 100k-unit copies
     .venv/bin/python bench/memory.py [--rounds 2] [--queries 60] [--write-doc]
 
-For each size (the 10k and 100k indexes of ``bench/freshness.py``) and each runtime (``torch`` and
-``numpy``: the daemons before; ``auto``: ONNX Runtime on the query path), alternating the runtimes
-``--rounds`` times, it starts
+For each size (the 10k and 100k indexes of ``bench/freshness.py``) and each runtime (``torch``: the
+daemon before; ``auto``: numpy on the query path), alternating the runtimes ``--rounds`` times, it starts
 ``codesearch watch`` on a copy of the index (``CODESEARCH_RUNTIME`` set), waits until it is idle, sends
 ``--queries`` warm queries through its socket as ``codesearch query`` does, and reads the daemon's
 idle RSS (VmRSS) and its peak (VmHWM) from /proc. Then, in this process, it times the steps of one
-warm query on the 100k index with the default encoder (encode, vector search, lexical search, the whole
+warm query on the 100k index with the numpy encoder (encode, vector search, lexical search, the whole
 ``Searcher.search``), the breakdown of what remains.
 
 Writes ``bench/out/memory.json``; ``--write-doc`` renders the ``memory`` section of docs/benchmarks.md.
@@ -36,8 +34,7 @@ from freshness import BASE, BASE100K, QUERIES, Watcher, log, rss_mb, summary  # 
 
 #: The whole search as the version before issue 12's query-path work ran it (see query_breakdown).
 SEQUENTIAL = "whole search, sides in sequence (before)"
-RUNTIMES = {"torch": "torch query encoder (the default before)", "numpy": "numpy query encoder (before this one)",
-            "auto": "ONNX Runtime fp32 query encoder (default)"}
+RUNTIMES = {"torch": "torch query encoder (the default before)", "auto": "numpy query encoder (default)"}
 WORK = OUT / "memory"
 
 
@@ -156,7 +153,7 @@ def render(report: dict[str, Any]) -> str:
     lines = ["## Daemon memory and warm queries by runtime (issue 12)", "",
              f"Measured {report['date']} on {report['machine']['cpu']} ({report['machine']['cores']} cores), "
              f"load average {report['load_start']} at the start and {report['load_end']} at the end "
-             "(other jobs were running: compare the columns, which alternated, not the absolute times). All "
+             "(other jobs were running: compare the columns, which alternated, not the absolute times). Both "
              "columns run this version, with float16 FAISS vectors; before it the daemon also held float32 "
              "ones (1.5 KB instead of 0.77 KB per unit: 8 MB more at 10k units, 77 MB more at 100k).", "",
              "```sh", ".venv/bin/python bench/freshness.py build   # once", report["command"], "```", "",
