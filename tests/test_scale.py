@@ -455,3 +455,34 @@ def test_lsp_option_backend():
     assert opts.settings_for(REPOS / "mini_go").backend == "org.db"
     kept, problems = parse_options({"backend": 3}, opts)
     assert kept.backend == "org.db" and "backend" in problems[0]
+
+
+def test_a_backend_of_the_first_release_with_unsuffixed_names_is_still_read(ray_cluster, tmp_path):
+    from codesearch.milvus_store import TEXTS, UNITS
+
+    repo = tmp_path / "go"
+    shutil.copytree(REPOS / "mini_go", repo)
+    backend = str(tmp_path / "first.db")
+    repos = read_repositories([str(repo)])
+    first = index_repositories(repos, backend, Settings())
+    store = MilvusStore(backend)
+    try:
+        # The first release named its collections without the identity suffix.
+        units, texts = store.units, store.texts
+        assert units != UNITS and units.startswith(UNITS + "_")
+        store.client.release_collection(units)
+        store.client.release_collection(texts)
+        store.client.rename_collection(units, UNITS)
+        store.client.rename_collection(texts, TEXTS)
+        assert sorted(store.client.list_collections()) == sorted([UNITS, TEXTS])
+    finally:
+        store.close()
+    store = MilvusStore(backend)
+    try:
+        assert store.units == UNITS and store.texts == TEXTS and store.count_units() == first.units
+        hits = Searcher(store, Settings()).search("a cache whose entries expire", mode="hybrid", k=3)
+        assert hits and all(h.repo == "go" for h in hits)
+    finally:
+        store.close()
+    again = index_repositories(repos, backend, Settings())
+    assert again.embedded == 0 and again.units_removed == 0
