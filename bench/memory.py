@@ -122,6 +122,34 @@ def query_breakdown(base: Path, n_queries: int) -> dict[str, Any]:
     return out
 
 
+def delta_cost(base: Path, rounds: int = 5) -> dict[str, Any]:
+    """Median ms of bringing a reader's FAISS index to a generation (``index.apply_delta``, nothing changed)
+    on ``base``'s index, against reading the unit ids a Python row each, as it did before ``unit_ids``."""
+    import faiss
+    import numpy as np
+
+    from codesearch.index import DB_NAME, apply_delta, connect, snapshots
+
+    idir = base / ".codesearch"
+    conn = connect(idir / DB_NAME, readonly=True)
+    snap = faiss.read_index(str(snapshots(idir)[0][1]))
+    now, before = [], []
+    for _ in range(rounds):
+        index = faiss.clone_index(snap)
+        t0 = time.perf_counter()
+        assert apply_delta(conn, index, index.d)
+        t1 = time.perf_counter()
+        ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM units")), dtype=np.int64)
+        have = faiss.vector_to_array(index.id_map).astype(np.int64)
+        np.setdiff1d(have, ids, assume_unique=True), np.setdiff1d(ids, have, assume_unique=True)
+        t2 = time.perf_counter()
+        now.append(1000 * (t1 - t0))
+        before.append(1000 * (t2 - t1))
+    conn.close()
+    return {"units": int(snap.ntotal), "apply_delta_ms": round(statistics.median(now), 1),
+            "row_per_id_ms": round(statistics.median(before), 1)}
+
+
 def precision(base: Path) -> dict[str, Any]:
     """float16 against float32 vectors on ``base``'s index: the 30 queries' semantic top 10 by brute force."""
     import numpy as np
@@ -182,6 +210,12 @@ def render(report: dict[str, Any]) -> str:
                   f"by query: {b['whole search']} ms median against {b[SEQUENTIAL]} ms with the two sides one after "
                   "the other and FAISS on its default threads, as before "
                   f"({b[SEQUENTIAL] / b['whole search']:.2f}x)."]
+    if "delta_100k" in report:
+        d = report["delta_100k"]
+        lines += ["", f"A reader brings its FAISS index to a new generation (every save the daemon indexes) by the id "
+                  f"delta; at {d['units']} units that took {d['apply_delta_ms']} ms (median, nothing changed) against "
+                  f"{d['row_per_id_ms']} ms for reading the unit ids a Python row each and diffing them, as before "
+                  "they were read as one string (`index.unit_ids`)."]
     p = report["precision"]
     lines += ["", f"float16 vectors in FAISS against float32 (brute force over the {p['units']} units of the 10k "
               f"index, the {p['queries']} queries): the semantic top 10 is the same set for {p['top10_same_set']} "
@@ -212,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"round {rnd + 1}: {size}, runtime {r}")
                 report["daemon"][size][r].append(daemon_round(base, r, args.queries))
     report["breakdown_100k"] = query_breakdown(BASE100K, args.queries)
+    report["delta_100k"] = delta_cost(BASE100K)
     report["precision"] = precision(BASE)
     report["load_end"] = round(os.getloadavg()[0], 1)
     write_json(OUT / "memory.json", report)

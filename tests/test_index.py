@@ -433,3 +433,17 @@ def test_a_new_format_version_reuses_the_old_vectors(make_repo, hash_embedder):
     assert sorted(p.name for p in idir.glob("index.v*.db*")) == [n for n in sorted(p.name for p in idir.iterdir())
                                                                  if n.startswith(DB_NAME)]
     assert not list(idir.glob("index.v0.db*"))
+
+
+def test_unit_ids_are_every_unit_id(make_repo, hash_embedder):
+    import numpy as np
+
+    from codesearch.index import connect, unit_ids
+
+    root = make_repo({f"pkg/m{i}.py": f"def f{i}(x):\n    return x + {i}\n" for i in range(40)})
+    index_repository(root, Settings(), embedder=hash_embedder)
+    conn = connect(root / ".codesearch" / DB_NAME, readonly=True)
+    want = sorted(r[0] for r in conn.execute("SELECT id FROM units"))
+    got = unit_ids(conn)
+    assert got.dtype == np.int64 and sorted(got.tolist()) == want and len(want) == 40
+    conn.close()
