@@ -3,7 +3,7 @@
 Usage::
 
     python bench/paraphrase.py [--langs python go ...] [--models default base int8] [--depth 100]
-                               [--write-doc]
+                               [--model-dir LABEL=DIR ...] [--refresh] [--write-doc]
 
 The queries are ``bench/queries/paraphrased/<language>.json`` (written by hand as a user would type them,
 see ``bench/queries/paraphrased/README.md``) over the copies that ``bench/quality.py --max-units 1500
@@ -13,7 +13,9 @@ together. Each query has one target (path + qualified name) and a split, ``tune`
 package: no package has queries in both.
 
 For each language and model (``default``: the shipped model; ``base``: all-MiniLM-L6-v2; ``int8``: the
-shipped model under ``runtime = "onnx"``, checked against issue 12's quality budget) the script
+shipped model under ``runtime = "onnx"``, checked against issue 12's quality budget; ``--model-dir
+LABEL=DIR``: a model directory, e.g. a trained candidate, which ``codesearch-train eval --paraphrase`` and
+the ship rule of ``codesearch-train export --ship`` use) the script
 indexes the copy once (reusing the quality benchmark's index when it exists: same directory), encodes
 every query once (the paraphrased ones and the quality benchmark's doc-sentence ones), fetches each
 side's top ``--depth`` candidates once and caches them in ``bench/out/paraphrase/``. The modes are then
@@ -82,11 +84,24 @@ QUERY_RUNTIME = {"int8docs": "numpy"}
 RUNTIME_BUDGET = {"macro": 0.005, "language": 0.01}
 #: Bump when what a cached candidate row holds changes.
 CACHE_VERSION = 2
+#: Model directories given with ``--model-dir LABEL=DIR``, by label.
+MODEL_DIRS: dict[str, str] = {}
 
 
 def model_arg(model: str) -> str | None:
     """What ``codesearch index --model`` gets for a model name (None: the shipped default)."""
+    if model in MODEL_DIRS:
+        return MODEL_DIRS[model]
     return None if model in ("default", *MODEL_RUNTIME) else model
+
+
+def parse_model_dir(item: str) -> tuple[str, str]:
+    """``LABEL=DIR`` -> (label, absolute directory); an error names what is wrong."""
+    label, sep, folder = item.partition("=")
+    if not sep or not label or label in MODELS or not (Path(folder) / "model.safetensors").is_file():
+        raise SystemExit(f"bad --model-dir {item!r}: expected LABEL=DIR, LABEL not one of {MODELS}, "
+                         "DIR a model directory (with model.safetensors)")
+    return label, str(Path(folder).resolve())
 
 
 def index_env(model: str) -> dict[str, str]:
@@ -111,7 +126,7 @@ def fixture_queries() -> list[dict[str, str]]:
     return out
 
 
-def prepare_fixtures(model: str) -> tuple[Path, Path]:
+def prepare_fixtures(model: str, refresh: bool = False) -> tuple[Path, Path]:
     """Copy the six fixture repositories into one and index it with ``model`` (once per content)."""
     repo = WORK / "fixtures" / "repo"
     stamp = hashlib.sha256()
@@ -126,19 +141,20 @@ def prepare_fixtures(model: str) -> tuple[Path, Path]:
             shutil.copytree(src, repo / src.name)
         marker.write_text(digest)
     index_dir = WORK / "fixtures" / f"index-{'int8' if model == 'int8docs' else model}"
-    if not (index_dir / DB_NAME).exists():
-        build_index(repo, index_dir, model_arg(model), index_env(model), False)
+    if refresh or not (index_dir / DB_NAME).exists():
+        build_index(repo, index_dir, model_arg(model), index_env(model), refresh)
     return repo, index_dir
 
 
-def ensure_index(lang: str, model: str) -> tuple[Path, Path]:
-    """The prepared copy of ``lang`` and its index for ``model`` (built when missing)."""
+def ensure_index(lang: str, model: str, refresh: bool = False) -> tuple[Path, Path]:
+    """The prepared copy of ``lang`` and its index for ``model`` (built when missing; with ``refresh``,
+    brought up to date by ``codesearch index``, which rebuilds it when the model's weights changed)."""
     prepare(lang, MAX_UNITS, MAX_QUERIES, SEED)
     repo = QUALITY_OUT / lang / "repo"
     index_dir = index_dir_for(lang, None, model_arg(model), MODEL_RUNTIME.get(model))
-    if not (index_dir / DB_NAME).exists():
+    if refresh or not (index_dir / DB_NAME).exists():
         log(f"{lang}: indexing with the {model} model -> {index_dir}")
-        build_index(repo, index_dir, model_arg(model), index_env(model), False)
+        build_index(repo, index_dir, model_arg(model), index_env(model), refresh)
     return repo, index_dir
 
 
@@ -369,7 +385,7 @@ def split_table(results: dict[str, Any], set_name: str, split: str) -> list[str]
              "| hybrid (default) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     langs = [lang for lang in results["default"] if lang not in ("macro",)]
     for lang in [*[x for x in langs if x != "fixtures"], "macro", "fixtures"]:
-        for model in MODELS:
+        for model in [*MODELS, *(m for m in results if m not in MODELS)]:
             if model not in results:
                 continue
             block = results[model].get(lang, {})
@@ -570,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--langs", nargs="+", default=list(LANGS), choices=LANGS)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--model-dir", action="append", default=[], metavar="LABEL=DIR",
+                    help="also score this model directory under LABEL (repeatable)")
+    ap.add_argument("--refresh", action="store_true",
+                    help="run `codesearch index` on existing indexes too (rebuilds those of changed models)")
     ap.add_argument("--depth", type=int, default=100, help="candidates fetched per side (default 100)")
     ap.add_argument("--no-fixtures", action="store_true", help="leave out the fixture repositories")
     ap.add_argument("--tune", action="store_true", help="also grid the fusion settings on the tune split")
@@ -581,15 +601,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         write_doc_section("paraphrase", doc_section(json.loads(args.render.read_text())))
         return 0
+    MODEL_DIRS.update(parse_model_dir(item) for item in args.model_dir)
     t0 = time.perf_counter()
     host = machine()
     WORK.mkdir(parents=True, exist_ok=True)
     data: dict[str, dict[str, Any]] = {}
-    for model in args.models:
+    for model in [*args.models, *MODEL_DIRS]:
         data[model] = {}
         for lang in args.langs:
             qfile = load_queries(lang)
-            repo, index_dir = ensure_index(lang, model)
+            repo, index_dir = ensure_index(lang, model, args.refresh or model in MODEL_DIRS)
             doc_queries = [json.loads(x) for x in (QUALITY_OUT / lang / "queries.jsonl").read_text().splitlines()]
             for q in doc_queries:
                 q["split"] = split_of_doc_query(q, qfile["splits"])
@@ -598,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
                                            QUERY_RUNTIME.get(model))
             log(f"{lang} [{model}]: candidates ready")
         if not args.no_fixtures:
-            repo, index_dir = prepare_fixtures(model)
+            repo, index_dir = prepare_fixtures(model, args.refresh or model in MODEL_DIRS)
             data[model]["fixtures"] = candidates(f"fixtures-{model}", repo, index_dir,
                                                  {"paraphrased": fixture_queries()}, args.depth,
                                                  QUERY_RUNTIME.get(model))
@@ -611,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"fusion": settings.fusion, "semantic_weight": settings.semantic_weight,
                      "oversample": settings.oversample},
         "model_ids": {model: next(iter(per.values()))["model_id"] for model, per in data.items() if per},
+        "model_dirs": dict(MODEL_DIRS),
         "seconds": round(time.perf_counter() - t0, 1),
         "results": results,
     }

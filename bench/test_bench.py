@@ -140,3 +140,19 @@ def test_role_prior_split_is_seeded_and_about_half() -> None:
 def test_percentile() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
     assert percentile([1.0, 2.0], 0.95) == pytest.approx(1.95)
+
+
+def test_paraphrase_model_dirs(tmp_path: Path) -> None:
+    import paraphrase
+
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert paraphrase.parse_model_dir(f"stage2={tmp_path}") == ("stage2", str(tmp_path.resolve()))
+    for bad in (str(tmp_path), f"base={tmp_path}", f"x={tmp_path / 'missing'}", f"={tmp_path}"):
+        with pytest.raises(SystemExit, match="bad --model-dir"):
+            paraphrase.parse_model_dir(bad)
+    paraphrase.MODEL_DIRS["stage2"] = str(tmp_path)
+    try:
+        assert paraphrase.model_arg("stage2") == str(tmp_path)  # what `codesearch index --model` gets
+        assert paraphrase.model_arg("default") is None and paraphrase.model_arg("base") == "base"
+    finally:
+        paraphrase.MODEL_DIRS.clear()

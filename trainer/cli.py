@@ -5,7 +5,7 @@ stage resumes from its checkpoint. All outputs go to ``--work`` (default ``train
 
     data/       train.jsonl dev.jsonl test.jsonl manifest.json   (mine)
     stage1/     stage2/                                           (train --stage 1|2)
-    eval/       <model>.json, repo-<model>.json, table.md         (eval)
+    eval/       <model>.json, repo-<model>.json, paraphrase.json, table.md   (eval)
     export/     the shippable model directory                     (export)
 """
 
@@ -202,7 +202,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
             key = _model_key(label)
             run_repo_benchmark(path, args.work / "eval" / f"repo-{key}.json",
                                args.langs)
+    if args.paraphrase:
+        from .evaluate import run_paraphrase_benchmark
+
+        dirs = {_model_key(label): model_path(args.work, label).resolve() for label in args.models
+                if label not in ("base", "shipped")}
+        run_paraphrase_benchmark(dirs, args.work / "eval" / "paraphrase.json", args.langs)
     return 0
+
+
+def paraphrase_results(work: Path, dirs: dict[str, Path]) -> dict[str, Any] | None:
+    """Per-model results of ``eval --paraphrase`` (``WORK/eval/paraphrase.json``), by trainer label.
+
+    The benchmark's ``default`` is the shipped model (label ``shipped`` here). A model whose weights are
+    not those the report was measured with is left out, so the verdict counts its figures as missing.
+
+    Args:
+        work: The work directory.
+        dirs: {label: model directory} of the models the verdict compares.
+    """
+    report = _read_json(work / "eval" / "paraphrase.json")
+    if not report:
+        return None
+    shas = report.get("model_sha256", {})
+    out = {}
+    for label, path in dirs.items():
+        name = "default" if label == "shipped" else label
+        weights = path / "model.safetensors"
+        if name in report["results"] and weights.is_file() and shas.get(name) == train_mod.file_sha256(weights):
+            out[label] = report["results"][name]
+        elif name in report["results"]:
+            log.warning("eval/paraphrase.json holds %s for other weights than %s: ignored", name, path)
+    return out
+
+
+def _fresh_evals(results: dict[str, Any], dirs: dict[str, Path]) -> dict[str, Any]:
+    """Held-out results of the weights now at each label's directory (others are left out)."""
+    out = {}
+    for label, res in results.items():
+        weights = dirs[label] / "model.safetensors"
+        if weights.is_file() and res.get("model_sha256", "") in ("", train_mod.file_sha256(weights)):
+            out[label] = res
+        else:
+            log.warning("eval/%s.json is of other weights than %s: ignored", label, dirs[label])
+    return out
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -214,14 +257,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not (model_dir / "model.safetensors").is_file():
         print(f"no trained model at {model_dir}: run `codesearch-train train` first", file=sys.stderr)
         return 1
-    evals = {k: v for k in ("base", stage) if (v := _read_json(args.work / "eval" / f"{k}.json"))}
-    repo = {k: v for k in ("base", stage) if (v := _read_json(args.work / "eval" / f"repo-{k}.json"))}
-    ship = verdict(evals, repo or None, "base", stage)
+    labels = ("base", "shipped", stage)
+    dirs = {label: model_path(args.work, label) for label in labels}
+    evals = _fresh_evals({k: v for k in labels if (v := _read_json(args.work / "eval" / f"{k}.json"))}, dirs)
+    repo = {k: v for k in labels if (v := _read_json(args.work / "eval" / f"repo-{k}.json"))}
+    para = paraphrase_results(args.work, dirs)
+    ship = verdict(evals, repo or None, "base", stage, para, "shipped")
     configs = {s: _read_json(args.work / s / "train_config.json") for s in ("stage1", "stage2")
                if (args.work / s / "train_config.json").is_file()}
     metrics = {"held_out": {k: {"languages": v["languages"], "macro": v.get("macro"), "settings": v["settings"]}
                             for k, v in evals.items()},
-               "repository": {k: v.get("results") for k, v in repo.items()}}
+               "repository": {k: v.get("results") for k, v in repo.items()},
+               "paraphrased": {k: {lang: {split: {mode: v[lang]["paraphrased"][split][mode]["mrr@10"]
+                                                  for mode in ("semantic", "hybrid")}
+                                          for split in ("tune", "report") if split in v[lang]["paraphrased"]}
+                                   for lang in v if lang in LANGUAGES}
+                               for k, v in (para or {}).items()}}
     manifest = export_model(model_dir, args.out or args.work / "export", model_id=args.model_id,
                             dtype=args.dtype, max_length=args.max_length,
                             data_manifest=_read_json(args.work / "data" / "manifest.json"),
@@ -283,7 +334,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     base = ["--work", str(args.work)]
     steps: list[list[str]] = [["corpora"], ["mine"], ["train", "--stage", "1", "--preset", args.preset],
                               ["train", "--stage", "2", "--preset", args.preset],
-                              ["eval", "--models", "base", "stage1", "stage2"], ["export"]]
+                              ["eval", "--models", "base", "shipped", "stage1", "stage2"], ["export"]]
     for step in steps:
         code = main([*step[:1], *base, *step[1:]])
         if code:
@@ -339,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pool", type=int, default=0, help="cap on the test pool per language (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repo-bench", action="store_true", help="also run bench/quality.py with each model")
+    p.add_argument("--paraphrase", action="store_true",
+                   help="also run bench/paraphrase.py (plain-language queries) with base, shipped and each model")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_eval)
 

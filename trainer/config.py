@@ -50,6 +50,9 @@ class TrainConfig:
         negatives_depth: Hard negatives are drawn from this many nearest candidates (after exclusions).
         negatives_skip: Skip this many nearest candidates first (guards against unlabelled positives).
         doc_text_format: How a pair's code becomes the document text (``codesearch.types.document_text``).
+        query_variants: Probability that a pair whose docstring query shares words with its identifiers
+            shows, at a step, the query without those words (``trainer/query_variants.py``; 0: off). The
+            dev split is then also scored on those variants (``dev_variants`` in ``log.jsonl``).
         eval_every: Dev MRR every this many steps (0: only at the end).
         checkpoint_every: Save a resumable checkpoint every this many steps.
         dev_queries_per_language: Dev queries per language for the running MRR (each against the
@@ -82,6 +85,7 @@ class TrainConfig:
     negatives_depth: int = 30
     negatives_skip: int = 0
     doc_text_format: str = "header_doc_code"
+    query_variants: float = 0.0
     eval_every: int = 100
     checkpoint_every: int = 25
     dev_queries_per_language: int = 100
@@ -101,6 +105,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if any(t not in TIERS for t in self.tiers) or not self.tiers:
             raise ValueError(f"tiers must be a non-empty subset of {TIERS}, got {self.tiers}")
+        if not 0.0 <= self.query_variants <= 1.0:
+            raise ValueError(f"query_variants must be within [0, 1], got {self.query_variants}")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
         for name in ("steps", "batch_size", "query_max_length", "doc_max_length"):

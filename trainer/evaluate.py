@@ -1,4 +1,4 @@
-"""Held-out evaluation, CodeSearchNet protocol, per language; and the repository benchmark.
+"""Held-out evaluation, CodeSearchNet protocol, per language; the repository and paraphrase benchmarks.
 
 For each language, the test pool is that language's test pairs (seeded order, optionally capped). Each
 of the first ``max_queries`` queries is ranked
@@ -211,3 +211,43 @@ def run_repo_benchmark(model_dir: Path, out_json: Path, languages: Sequence[str]
     log.info("running %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     return dict(json.loads(out_json.read_text(encoding="utf-8")))
+
+
+def run_paraphrase_benchmark(model_dirs: dict[str, Path], out_json: Path, languages: Sequence[str]) -> dict[str, Any]:
+    """Run ``bench/paraphrase.py`` with the base model, the shipped default and ``model_dirs``.
+
+    The paraphrased queries were written against the 1,500-unit copies that ``bench/quality.py
+    --prepare-only --max-units 1500 --max-queries 200`` prepares; they live in ``bench/out-para`` (unless
+    ``CODESEARCH_BENCH_OUT`` says otherwise), apart from the 3,000-unit copies of the repository benchmark.
+    Every index is refreshed, so a changed shipped model is re-indexed. The report gets the SHA-256 of
+    each model's weights (``model_sha256``, by label; the shipped model is ``default`` there), so a
+    verdict can refuse figures of other weights.
+
+    Args:
+        model_dirs: {label: model directory} of the models to score besides ``base`` and ``default``.
+        out_json: Where the report goes.
+        languages: Languages to run.
+
+    Returns:
+        The report.
+    """
+    import os
+
+    from codesearch.embed import SHIPPED_MODEL, base_model_dir
+
+    from .corpora import BENCH
+    from .train import file_sha256
+
+    cmd = [sys.executable, str(BENCH / "paraphrase.py"), "--models", "base", "default", "--refresh",
+           "--no-fixtures", "--langs", *languages, "--out", str(out_json)]
+    for label, path in model_dirs.items():
+        cmd += ["--model-dir", f"{label}={path}"]
+    env = {**os.environ, "CODESEARCH_BENCH_OUT": os.environ.get("CODESEARCH_BENCH_OUT") or str(BENCH / "out-para")}
+    log.info("running %s", " ".join(cmd))
+    subprocess.run(cmd, check=True, env=env)
+    report = dict(json.loads(out_json.read_text(encoding="utf-8")))
+    dirs = {"base": base_model_dir(), "default": SHIPPED_MODEL, **model_dirs}
+    report["model_sha256"] = {label: file_sha256(Path(d) / "model.safetensors") for label, d in dirs.items()}
+    out_json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return report
+

@@ -26,7 +26,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from .gradcache import cached_step, direct_step
 from .loss import contrastive_loss
 from .mine_negatives import fingerprint, load_negatives, mine_hard_negatives, save_negatives
 from .model import Encoder, resolve_device, resolve_precision
+from .query_variants import choose_queries, pair_variant
 from .sampling import SourceBatchSampler
 
 log = logging.getLogger(__name__)
@@ -163,9 +164,12 @@ def save_checkpoint(stage_dir: Path, encoder: Encoder, optimizer: torch.optim.Op
 
 def _batch_groups(encoder: Encoder, batch: Sequence[Pair], negatives: dict[str, list[str]],
                   by_id: dict[str, Pair], cfg: TrainConfig, device: torch.device,
+                  queries_text: Sequence[str] | None = None,
                   ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor | None]:
-    """Tokenised queries, documents and (stage 2) hard negatives, with each negative's owner row."""
-    queries = encoder.tokenize([p.query for p in batch], cfg.query_max_length, "query", device)
+    """Tokenised queries (``queries_text``, default the pairs' own), documents and (stage 2) hard
+    negatives, with each negative's owner row."""
+    texts = list(queries_text) if queries_text is not None else [p.query for p in batch]
+    queries = encoder.tokenize(texts, cfg.query_max_length, "query", device)
     docs = encoder.tokenize([p.document(cfg.doc_text_format) for p in batch], cfg.doc_max_length, "document",
                             device)
     groups = [queries, docs]
@@ -211,6 +215,19 @@ def stage_manifest(cfg: TrainConfig, init_dir: Path, init_manifest: dict[str, An
     }
 
 
+def _same_config(raw: dict[str, Any], cfg: TrainConfig) -> bool:
+    """Whether a recorded config is ``cfg`` (fields added since it was written count at their defaults)."""
+    try:
+        return TrainConfig.from_dict(raw).to_dict() == cfg.to_dict()
+    except (TypeError, ValueError):
+        return False
+
+
+def variant_dev(dev: Sequence[Pair]) -> list[Pair]:
+    """The dev pairs that have a query variant, with the variant as their query."""
+    return [replace(p, query=v) for p in dev if (v := pair_variant(p)) is not None]
+
+
 def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path, *, stop_after: int = 0,
               time_limit_s: float = 0.0, progress: bool = True) -> StageResult:
     """Train one stage (or resume it, or do nothing if it is finished).
@@ -234,7 +251,7 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
     done_path = stage_dir / "done.json"
     if done_path.is_file():
         done = json.loads(done_path.read_text(encoding="utf-8"))
-        if done.get("train_config") == cfg.to_dict():
+        if _same_config(done.get("train_config", {}), cfg):
             log.info("stage %d already finished (%s)", cfg.stage, done_path)
             return StageResult("already_done", int(done["step"]), str(stage_dir / "model"), [],
                                done.get("dev", {}), 0.0, 0.0)
@@ -243,7 +260,7 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
     cfg_path = stage_dir / "train_config.json"
     if ckpt.is_dir() and cfg_path.is_file():
         old = json.loads(cfg_path.read_text(encoding="utf-8"))
-        if old != cfg.to_dict():
+        if not _same_config(old, cfg):
             raise RuntimeError(f"{stage_dir} holds a checkpoint of another config; use a new directory")
     cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     shutil.copyfile(data_dir / "manifest.json", stage_dir / "data_manifest.json")
@@ -258,6 +275,8 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
     pairs = training_pairs(data_dir, cfg)
     by_id = {p.id: p for p in pairs}
     dev = sample_per_language(read_pairs(data_dir / "dev.jsonl"), cfg.dev_queries_per_language, cfg.seed)
+    dev_var = variant_dev(dev) if cfg.query_variants else []
+    variants = [pair_variant(p) for p in pairs] if cfg.query_variants else [None] * len(pairs)
     negatives: dict[str, list[str]] = {}
     if cfg.hard_negatives:
         settings = {"k": cfg.hard_negatives, "depth": cfg.negatives_depth, "skip": cfg.negatives_skip,
@@ -296,17 +315,28 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         start = int(state["step"])
+
+    def dev_extra() -> dict[str, Any]:
+        """The dev MRR of the variant queries (when variants are on), for the same log line."""
+        if not dev_var:
+            return {}
+        return {"dev_variants": dev_mrr(encoder, dev_var, cfg.doc_text_format, cfg.query_max_length,
+                                        cfg.doc_max_length)}
+
     log_path = stage_dir / "log.jsonl"
     _truncate_log(log_path, start)
     if start == 0 and dev:
         # The starting model on the same dev protocol (logged as step -1), so the log shows what the stage bought.
         init_dev = dev_mrr(encoder, dev, cfg.doc_text_format, cfg.query_max_length, cfg.doc_max_length)
-        _append_log(log_path, {"step": -1, "dev": init_dev, "model": "init"})
+        _append_log(log_path, {"step": -1, "dev": init_dev, "model": "init", **dev_extra()})
         log.info("stage %d: starting model dev MRR@10 %.4f %s", cfg.stage, init_dev["mrr@10"], init_dev["languages"])
 
     sources = sampling_sources(pairs, cfg.min_source_pairs or cfg.batch_size)
     sampler = SourceBatchSampler({k: len(v) for k, v in sources.items()}, cfg.batch_size,
                                  cfg.sampling_alpha, cfg.seed)
+    if cfg.query_variants:
+        log.info("stage %d: %d of %d training pairs have a query variant, shown with probability %g",
+                 cfg.stage, sum(v is not None for v in variants), len(pairs), cfg.query_variants)
     log.info("stage %d: %d pairs in %d sampling sources, %d trainable parameters, device %s (%s), steps %d..%d",
              cfg.stage, len(pairs), len(sources), trainable, device, encoder.precision, start, cfg.steps)
 
@@ -333,7 +363,9 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
             t0 = time.perf_counter()
             source, local = sampler.batch(step)
             batch = [pairs[sources[source][i]] for i in local]
-            groups, owner_box[0] = _batch_groups(encoder, batch, negatives, by_id, cfg, device)
+            shown = choose_queries(batch, [variants[sources[source][i]] for i in local], cfg.query_variants,
+                                   cfg.seed, step)
+            groups, owner_box[0] = _batch_groups(encoder, batch, negatives, by_id, cfg, device, shown)
             if cfg.chunk_size:
                 loss = cached_step(encoder, groups, loss_fn, cfg.chunk_size, device)
             else:
@@ -353,8 +385,8 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
             bar.set_postfix(loss=f"{loss:.3f}", pairs_s=f"{pairs_seen / (time.perf_counter() - t_loop):.1f}")
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and dev:
                 last_dev = dev_mrr(encoder, dev, cfg.doc_text_format, cfg.query_max_length, cfg.doc_max_length)
+                _append_log(log_path, {"step": step - 1, "dev": last_dev, **dev_extra()})
                 encoder.train()
-                _append_log(log_path, {"step": step - 1, "dev": last_dev})
                 bar.write(f"step {step}: dev MRR@10 {last_dev['mrr@10']:.4f} {last_dev['languages']}")
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 save_checkpoint(stage_dir, encoder, optimizer, scheduler, step, manifest)
@@ -367,7 +399,7 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
         return StageResult("stopped", step, "", losses, last_dev, elapsed, rate)
     if dev:
         last_dev = dev_mrr(encoder, dev, cfg.doc_text_format, cfg.query_max_length, cfg.doc_max_length)
-        _append_log(log_path, {"step": step - 1, "dev": last_dev})
+        _append_log(log_path, {"step": step - 1, "dev": last_dev, **dev_extra()})
     encoder.eval()
     encoder.save(stage_dir / "model", torch.float32, {**manifest, "dev": last_dev})
     done = {"step": step, "dev": last_dev, "train_config": cfg.to_dict(), "pairs": len(pairs),

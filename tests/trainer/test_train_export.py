@@ -58,18 +58,90 @@ def _result(mrr_by_lang):
     return {"languages": {lang: {"distractors": {"mrr@10": v}} for lang, v in mrr_by_lang.items()}}
 
 
-def test_verdict_needs_every_language_on_both_measures():
-    langs = ("go", "java", "javascript", "php", "python", "ruby")
-    base = _result(dict.fromkeys(langs, 0.5))
-    better = _result(dict.fromkeys(langs, 0.6))
-    worse_go = _result({**dict.fromkeys(langs, 0.6), "go": 0.4})
-    assert verdict({"base": base, "final": better}, None)["reason"] == "repository benchmark not run"
-    assert not verdict({"base": base, "final": worse_go}, None)["ship"]
-    repo = {"base": {"results": {lang: {"modes": {"semantic": {"mrr@10": 0.3}}} for lang in langs}},
-            "final": {"results": {lang: {"modes": {"semantic": {"mrr@10": 0.35}}} for lang in langs}}}
-    assert verdict({"base": base, "final": better}, repo)["ship"]
-    repo["final"]["results"]["ruby"]["modes"]["semantic"]["mrr@10"] = 0.2
-    assert not verdict({"base": base, "final": better}, repo)["ship"]
+LANGS = ("go", "java", "javascript", "php", "python", "ruby")
+
+
+def _repo(mrr_by_lang):
+    return {"results": {lang: {"modes": {"semantic": {"mrr@10": v}}} for lang, v in mrr_by_lang.items()}}
+
+
+def _para(tune, report=None):
+    """One model's block of a bench/paraphrase.py report: semantic MRR@10 per language and split."""
+    report = tune if report is None else report
+    return {lang: {"paraphrased": {"tune": {"semantic": {"mrr@10": tune[lang]}},
+                                   "report": {"semantic": {"mrr@10": report[lang]}}}} for lang in LANGS}
+
+
+def _all(v):
+    return dict.fromkeys(LANGS, v)
+
+
+def _measures(base, shipped, cand):
+    """held_out, repo and paraphrased results of the three models, each a {lang: mrr} or a constant."""
+    rows = {"base": base, "shipped": shipped, "final": cand}
+    norm = {k: v if isinstance(v, dict) else _all(v) for k, v in rows.items()}
+    return ({k: _result(v) for k, v in norm.items()}, {k: _repo(v) for k, v in norm.items()},
+            {k: _para(v) for k, v in norm.items()})
+
+
+def test_verdict_ships_only_a_model_above_base_and_default_everywhere():
+    held, repo, para = _measures(0.5, 0.55, 0.6)
+    ok = verdict(held, repo, "base", "final", para, "shipped")
+    assert ok["ship"] and ok["references"] == ["base", "shipped"], ok
+    assert all(all(v.values()) for m in ("held_out", "repository", "paraphrased") for v in ok[m].values())
+    assert ok["paraphrase_split"] == "tune"
+
+    # Above the base model everywhere, but not above the shipped default on Ruby's paraphrased queries.
+    held, repo, para = _measures(0.5, 0.55, 0.6)
+    para["shipped"] = _para({**_all(0.55), "ruby": 0.61})
+    no = verdict(held, repo, "base", "final", para, "shipped")
+    assert not no["ship"] and no["paraphrased"]["base"]["ruby"] and not no["paraphrased"]["shipped"]["ruby"]
+    assert no["reason"] == "does not beat shipped on the paraphrased queries (tune split) in ruby"
+
+    # A tie does not beat; each measure counts on its own (here the held-out split in Go).
+    held, repo, para = _measures(0.5, 0.55, 0.6)
+    held["final"] = _result({**_all(0.6), "go": 0.55})
+    assert verdict(held, repo, "base", "final", para, "shipped")["held_out"]["shipped"]["go"] is False
+
+    # Without a default, only the base model is the reference (the rule before the paraphrased queries too).
+    held, repo, para = _measures(0.5, 0.7, 0.6)
+    assert not verdict(held, repo, "base", "final", para, "shipped")["ship"]
+    assert verdict(held, repo, "base", "final", para)["ship"]
+
+
+def test_verdict_reads_the_tune_split_and_needs_every_measure():
+    held, repo, para = _measures(0.5, 0.55, 0.6)
+    para["final"] = _para(_all(0.6), report=_all(0.1))  # the report split is not the rule's business
+    assert verdict(held, repo, "base", "final", para, "shipped")["ship"]
+    para["final"] = _para(_all(0.1), report=_all(0.9))
+    assert not verdict(held, repo, "base", "final", para, "shipped")["ship"]
+
+    held, repo, para = _measures(0.5, 0.55, 0.6)
+    missing = verdict(held, repo, "base", "final", None, "shipped")
+    assert not missing["ship"] and missing["paraphrased"] is None
+    assert missing["reason"] == "the paraphrased queries (tune split): results missing for base, shipped, final"
+    del repo["shipped"]
+    assert "the repository benchmark: results missing for shipped" in \
+        verdict(held, repo, "base", "final", para, "shipped")["reason"]
+    worse_go = _result({**_all(0.6), "go": 0.4})
+    assert "does not beat base on the held-out split in go" in \
+        verdict({**held, "final": worse_go}, None, "base", "final", para)["reason"]
+
+
+def test_export_reads_only_paraphrase_figures_of_the_same_weights(tmp_path, tiny_model_dir):
+    from trainer.cli import paraphrase_results
+    from trainer.train import file_sha256
+
+    work = tmp_path / "work"
+    (work / "eval").mkdir(parents=True)
+    sha = file_sha256(tiny_model_dir / "model.safetensors")
+    report = {"results": {"stage1": _para(_all(0.6)), "default": _para(_all(0.5))},
+              "model_sha256": {"stage1": sha, "default": "0" * 64}}
+    (work / "eval" / "paraphrase.json").write_text(json.dumps(report))
+    got = paraphrase_results(work, {"stage1": tiny_model_dir, "shipped": tiny_model_dir})
+    assert list(got) == ["stage1"]  # the shipped model's figures were measured on other weights
+    assert got["stage1"]["go"]["paraphrased"]["tune"]["semantic"]["mrr@10"] == 0.6
+    assert paraphrase_results(tmp_path / "nowhere", {"stage1": tiny_model_dir}) is None
 
 
 def test_evaluation_protocol(tiny_model_dir, fixture_data_dir):
@@ -96,7 +168,9 @@ def test_export_ship_only_with_a_winning_verdict(tmp_path, tiny_model_dir, monke
     Encoder.from_dir(tiny_model_dir).save(work / "stage1" / "model", manifest={"stage": 1})
     monkeypatch.setattr(codesearch.embed, "SHIPPED_MODEL", shipped)
     assert main(["export", "--work", str(work), "--ship"]) == 1  # no evaluation: no verdict, nothing shipped
-    assert "not shipped: held-out results missing" in capsys.readouterr().err and not shipped.exists()
+    err = capsys.readouterr().err
+    assert "not shipped: the held-out split: results missing for base, shipped, stage1" in err
+    assert not shipped.exists()
     assert main(["export", "--work", str(work), "--ship", "--force"]) == 0
     meta = json.loads((shipped / "manifest.json").read_text())
     assert meta["stage"] == 1 and meta["max_length"] == 128 and not meta["ship"]["ship"]

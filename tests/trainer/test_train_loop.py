@@ -38,8 +38,9 @@ def test_loss_decreases(tmp_path, tiny_model_dir, fixture_data_dir):
     assert not (tmp_path / "s1" / "checkpoint").exists()
 
 
-def test_resume_gives_the_same_weights(tmp_path, tiny_model_dir, fixture_data_dir):
-    cfg = tiny_config()
+@pytest.mark.parametrize("variants", [0.0, 0.5])
+def test_resume_gives_the_same_weights(tmp_path, tiny_model_dir, fixture_data_dir, variants):
+    cfg = tiny_config(query_variants=variants)
     straight = run_stage(cfg, fixture_data_dir, tmp_path / "a", tiny_model_dir, progress=False)
     first = run_stage(cfg, fixture_data_dir, tmp_path / "b", tiny_model_dir, stop_after=3, progress=False)
     assert first.status == "stopped" and first.step == 3
@@ -53,10 +54,28 @@ def test_resume_gives_the_same_weights(tmp_path, tiny_model_dir, fixture_data_di
     log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [0, 1, 2, 3]
     assert any("dev" in r for r in log)
+    assert all(("dev_variants" in r) == bool(variants) for r in log if "dev" in r)
     starts = [r for r in log if r["step"] == -1]  # the starting model, logged once despite the resume
     assert len(starts) == 1 and starts[0]["model"] == "init" and "mrr@10" in starts[0]["dev"]
     again = run_stage(cfg, fixture_data_dir, tmp_path / "b", tiny_model_dir, progress=False)
     assert again.status == "already_done"
+
+
+def test_query_variants_change_the_queries_trained_on(tmp_path, tiny_model_dir, fixture_data_dir):
+    plain = run_stage(tiny_config(checkpoint_every=0), fixture_data_dir, tmp_path / "plain", tiny_model_dir,
+                      progress=False)
+    mixed = run_stage(tiny_config(checkpoint_every=0, query_variants=1.0), fixture_data_dir, tmp_path / "mixed",
+                      tiny_model_dir, progress=False)
+    assert plain.losses[0] != pytest.approx(mixed.losses[0], rel=1e-6)  # same batch, other queries
+
+
+def test_an_older_config_without_new_fields_still_matches(tmp_path, tiny_model_dir, fixture_data_dir):
+    cfg = tiny_config(checkpoint_every=0)
+    run_stage(cfg, fixture_data_dir, tmp_path / "s", tiny_model_dir, progress=False)
+    done = json.loads((tmp_path / "s" / "done.json").read_text())
+    del done["train_config"]["query_variants"]  # as written before the field existed
+    (tmp_path / "s" / "done.json").write_text(json.dumps(done))
+    assert run_stage(cfg, fixture_data_dir, tmp_path / "s", tiny_model_dir, progress=False).status == "already_done"
 
 
 def test_stage_two_with_hard_negatives(tmp_path, tiny_model_dir, fixture_data_dir):
