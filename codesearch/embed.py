@@ -352,6 +352,8 @@ class TokenizingEncoder:
     A subclass sets ``_tok`` (the tokenizer), ``_lock``, ``max_length``, ``_positions`` and ``_prefix``.
     """
 
+    info: ModelInfo
+    batch_size: int
     _tok: Any
     _lock: threading.Lock
     max_length: int
@@ -359,6 +361,27 @@ class TokenizingEncoder:
     _prefix: dict[str, str]
     #: Running total of tokens encoded (for throughput reports).
     tokens_encoded: int = 0
+
+    def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
+        """Encode texts into L2-normalised vectors.
+
+        Args:
+            texts: The texts.
+            kind: "document" (truncated to max_length) or "query".
+
+        Returns:
+            float32 array of shape (len(texts), dim).
+        """
+        out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
+        if texts:
+            with self._lock:
+                encodings = self._counted(self._tokens(list(texts), kind))
+            self._fill(out, encodings)
+        return out
+
+    def _fill(self, out: np.ndarray, encodings: list[Any]) -> None:
+        """Write the vectors of ``encodings`` into ``out`` (rows in order), batch by batch."""
+        raise NotImplementedError
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens each text becomes (after truncation)."""
@@ -450,29 +473,14 @@ class TransformerEmbedder(TokenizingEncoder):
         del torch
         return x
 
-    def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
-        """Encode texts into L2-normalised vectors.
-
-        Args:
-            texts: The texts.
-            kind: "document" (truncated to max_length) or "query".
-
-        Returns:
-            float32 array of shape (len(texts), dim).
-        """
+    def _fill(self, out: np.ndarray, encodings: list[Any]) -> None:
         torch = self._torch
-        out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
-        if not texts:
-            return out
-        with self._lock:
-            encodings = self._counted(self._tokens(list(texts), kind))
         with torch.inference_mode():
             for chunk, ids_np, mask_np in padded_batches(encodings, self.batch_size):
                 ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
                 pooled = mean_pool(self._forward(ids, mask), mask)  # (batch, dim)
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
                 out[chunk] = pooled.numpy()
-        return out
 
 
 class HashEmbedder:

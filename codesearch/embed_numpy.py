@@ -17,8 +17,8 @@ rounding of the float32 activations it is applied to).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -179,23 +179,9 @@ class NumpyEmbedder(TokenizingEncoder):
             x = layer_norm(h @ w[p + "out.w"] + w[p + "out.b"] + x, w[p + "ln2.w"], w[p + "ln2.b"], eps)
         return x.reshape(batch, seq, dim)
 
-    def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
-        """Encode texts into L2-normalised vectors.
-
-        Args:
-            texts: The texts.
-            kind: "document" (truncated to max_length) or "query".
-
-        Returns:
-            float32 array of shape (len(texts), dim).
-        """
-        out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
-        if not texts:
-            return out
-        with self._lock:
-            encodings = self._counted(self._tokens(list(texts), kind))
+    def _fill(self, out: np.ndarray, encodings: list[Any]) -> None:
+        with self._lock:  # one forward pass at a time: the BLAS thread count is per process
             self._blas.apply()
             for chunk, ids, mask in padded_batches(encodings, self.batch_size):
                 out[chunk] = pool_normalize(self._forward(ids, mask), mask)
-        return out
 

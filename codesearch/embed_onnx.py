@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,25 +91,10 @@ class OnnxEmbedder(TokenizingEncoder):
             feed["token_type_ids"] = np.zeros_like(ids)
         return pool_normalize(self._session.run([self._output], feed)[0], mask)  # hidden: (batch, seq, dim)
 
-    def encode(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
-        """Encode texts into L2-normalised vectors.
-
-        Args:
-            texts: The texts.
-            kind: "document" (truncated to max_length) or "query".
-
-        Returns:
-            float32 array of shape (len(texts), dim).
-        """
-        out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
-        if not texts:
-            return out
-        with self._lock:
-            encodings = self._counted(self._tokens(list(texts), kind))
+    def _fill(self, out: np.ndarray, encodings: list[Any]) -> None:
         for chunk, ids, mask in padded_batches(encodings, self.batch_size):
             try:
                 out[chunk] = self._run(ids, mask)
             except Exception as exc:  # an ORT failure at run time (a broken graph loads but cannot run)
                 raise ModelError(f"the ONNX encoder {self.info.path}/{ONNX_FILE} failed: {_first_line(exc)}") \
                     from None
-        return out
