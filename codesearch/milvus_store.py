@@ -241,36 +241,31 @@ class MilvusStore:
         self.meta = self.indexes.get(units, {})
         self._loaded = False
 
+    def _index_of(self, identity: dict[str, str]) -> str | None:
+        """The units collection of the index with ``identity``, if the backend holds one."""
+        want = identity_of(identity)
+        return next((name for name, meta in self.indexes.items() if identity_of(meta) == want), None)
+
     def _choose(self, create: bool, identity: dict[str, str] | None, prefer: dict[str, str] | None) -> None:
         """Pick the index of ``identity`` (or, without one, the only index, else the one of ``prefer``)."""
         held = ", ".join(describe(m) for m in self.indexes.values())
-        if identity is not None:
-            want = identity_of(identity)
-            for name, meta in self.indexes.items():
-                if identity_of(meta) == want:
-                    self._select(name)
-                    return
-            if create:
-                return  # prepare() creates it
-            if not self.indexes:
-                raise IndexMissing(f"backend {self.uri} holds no index; run `codesearch index --backend {self.uri} "
-                                   "REPO...` first")
-            raise IndexStale(f"backend {self.uri} holds no index of {describe(identity)} (it holds {held}); "
-                             f"index into it with that model, or query with the model of one it holds (--model)")
+        if identity is not None and (name := self._index_of(identity)) is not None:
+            self._select(name)
+            return
+        if create and (identity is not None or not self.indexes):
+            return  # prepare() creates it
         if not self.indexes:
-            if create:
-                return
             raise IndexMissing(f"backend {self.uri} holds no index; run `codesearch index --backend {self.uri} "
                                "REPO...` first")
+        if identity is not None:
+            raise IndexStale(f"backend {self.uri} holds no index of {describe(identity)} (it holds {held}); "
+                             f"index into it with that model, or query with the model of one it holds (--model)")
         if len(self.indexes) == 1:
             self._select(next(iter(self.indexes)))
             return
-        if prefer is not None:
-            want = identity_of(prefer)
-            for name, meta in self.indexes.items():
-                if identity_of(meta) == want:
-                    self._select(name)
-                    return
+        if prefer is not None and (name := self._index_of(prefer)) is not None:
+            self._select(name)
+            return
         raise UsageError(f"backend {self.uri} holds indexes of several models ({held}); choose one with --model "
                          "(or the model setting)")
 
