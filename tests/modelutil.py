@@ -49,6 +49,18 @@ def fixture_vectors(embedders: dict[str, Embedder]) -> dict[str, tuple[object, o
     return {name: (e.encode(texts), e.encode(queries, kind="query")) for name, e in embedders.items()}
 
 
+def batching_cosines(embedder: Embedder, n: int) -> object:
+    """Per text, the cosine between the first ``n`` fixture units encoded one by one and all in one
+    (reversed) batch: how much a text's vector depends on its batch."""
+    import numpy as np
+
+    _, texts = fixture_units()
+    texts = texts[:n]
+    one_by_one = np.stack([embedder.encode([t])[0] for t in texts])
+    batched = embedder.encode(texts[::-1])[::-1]
+    return np.sum(one_by_one * batched, axis=1)
+
+
 def model_copy(dest: Path, onnx: bytes | None) -> Path:
     """A copy of the shipped model directory (weights linked), with ``onnx`` as its int8 file (None: none)."""
     dest.mkdir()

@@ -33,7 +33,15 @@ from codesearch.embed import (
 from codesearch.embed_numpy import NumpyEmbedder
 from codesearch.embed_onnx import OnnxEmbedder
 from codesearch.errors import ModelError
-from tests.modelutil import REPOS, fixture_queries, fixture_units, fixture_vectors, model_copy, runtime_embedder
+from tests.modelutil import (
+    REPOS,
+    batching_cosines,
+    fixture_queries,
+    fixture_units,
+    fixture_vectors,
+    model_copy,
+    runtime_embedder,
+)
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -104,11 +112,7 @@ def test_int8_rankings_agree_with_torch(vectors):
 
 
 def test_batching_moves_int8_vectors_only_slightly(int8_embedder):
-    _, texts = fixture_units()
-    texts = texts[:40]
-    one_by_one = np.stack([int8_embedder.encode([t])[0] for t in texts])
-    batched = int8_embedder.encode(texts[::-1])[::-1]
-    assert np.sum(one_by_one * batched, axis=1).min() >= 0.97
+    assert batching_cosines(int8_embedder, 40).min() >= 0.97
     # A query is always encoded alone: the same text gives the same vector.
     q = "retry with exponential backoff"
     assert np.array_equal(int8_embedder.encode([q], kind="query"), int8_embedder.encode([q], kind="query"))
