@@ -32,7 +32,7 @@ from parsers import ParseError
 
 from .config import Settings
 from .embed import ModelInfo, cpu_threads, load_embedder, read_model_info
-from .errors import UsageError
+from .errors import BackendUnavailable, UsageError
 from .indexer import _read_file, doc_format, index_meta, text_hash
 from .milvus_store import MilvusStore, lexical_text, unit_row_id
 from .types import document_text
@@ -205,15 +205,39 @@ class _Encoder:
                 "tokens": counts, "encode_seconds": busy}
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` Ray address nothing listens on (Ray itself retries for minutes).
+
+    Raises:
+        BackendUnavailable: no connection to the address within ``timeout`` seconds.
+    """
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto" or another form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise BackendUnavailable(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
 def _start_ray(address: str | None, workers: int) -> None:
     import ray
 
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": logging.WARNING, "configure_logging": False}
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackendUnavailable(f"cannot join the Ray cluster at {address}: {first} (a cluster with token "
+                                     "authentication needs RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN here)") from None
     else:
         ray.init(num_cpus=max(workers + 1, cpu_threads()), **kwargs)
 
