@@ -32,7 +32,7 @@ from parsers import ParseError
 
 from .config import Settings
 from .embed import ModelInfo, cpu_threads, load_embedder, read_model_info
-from .errors import BackendUnavailable, UsageError
+from .errors import BackendUnavailable, UsageError, first_line
 from .indexer import _read_file, doc_format, index_meta, text_hash
 from .milvus_store import MilvusStore, lexical_text, unit_row_id
 from .types import document_text
@@ -235,9 +235,9 @@ def _start_ray(address: str | None, workers: int) -> None:
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BackendUnavailable(f"cannot join the Ray cluster at {address}: {first} (a cluster with token "
-                                     "authentication needs RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN here)") from None
+            raise BackendUnavailable(f"cannot join the Ray cluster at {address}: {first_line(exc)} (a cluster with "
+                                     "token authentication needs RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN here)") \
+                from None
     else:
         ray.init(num_cpus=max(workers + 1, cpu_threads()), **kwargs)
 

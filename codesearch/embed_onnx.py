@@ -28,12 +28,7 @@ from .embed import (
     read_model_info,
     text_prefixes,
 )
-from .errors import ModelError
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+from .errors import ModelError, first_line
 
 
 class OnnxEmbedder(TokenizingEncoder):
@@ -73,7 +68,7 @@ class OnnxEmbedder(TokenizingEncoder):
         try:
             self._session = ort.InferenceSession(str(file), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
-            raise ModelError(f"cannot load {file}: {_first_line(exc)} (re-export it with "
+            raise ModelError(f"cannot load {file}: {first_line(exc)} (re-export it with "
                              f"`codesearch-train onnx {path}`, or set runtime = \"torch\")") from None
         inputs = {i.name for i in self._session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= inputs:
@@ -96,5 +91,5 @@ class OnnxEmbedder(TokenizingEncoder):
             try:
                 out[chunk] = self._run(ids, mask)
             except Exception as exc:  # an ORT failure at run time (a broken graph loads but cannot run)
-                raise ModelError(f"the ONNX encoder {self.info.path}/{ONNX_FILE} failed: {_first_line(exc)}") \
+                raise ModelError(f"the ONNX encoder {self.info.path}/{ONNX_FILE} failed: {first_line(exc)}") \
                     from None

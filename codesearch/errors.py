@@ -37,3 +37,9 @@ class ModelError(CodesearchError):
 
 class BackendUnavailable(CodesearchError):
     """A search backend (``--backend URI``) cannot be opened, reached or used."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s message (its type name if it has none), at most ``limit`` characters."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]

@@ -101,7 +101,7 @@ def test_an_address_nothing_listens_on_fails_fast(tmp_path):
     done = _cli(["index", "--backend", str(tmp_path / "x.db"), "--ray-address", f"127.0.0.1:{_free_port()}",
                  str(repo)], env, timeout=60)
     assert done.returncode != 0
-    assert done.stderr.strip().splitlines() == [done.stderr.strip().splitlines()[-1]]
+    assert len(done.stderr.strip().splitlines()) == 1
     assert "cannot reach the Ray cluster at 127.0.0.1:" in done.stderr
     assert time.monotonic() - started < 30
     assert not (tmp_path / "x.db").exists()  # nothing written
