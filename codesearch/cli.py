@@ -365,6 +365,8 @@ def _daemon_line(d: dict[str, Any] | None) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(last["at"]))
         what = "full pass" if last.get("full") else f"{last['files_changed']} changed, {last['files_deleted']} deleted"
         line += f"; last update {when}: {what}, {last['embedded']} units embedded in {last['seconds']:.2f}s"
+    if d.get("overflows"):
+        line += f"; event queue overflowed {d['overflows']}x ({d.get('full_passes', 0)} whole-tree passes)"
     if d.get("rss_mb"):
         line += f"; {d['rss_mb']:.0f} MB"
     if d.get("last_error"):

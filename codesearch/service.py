@@ -514,6 +514,7 @@ class Service:
             "started_at": self._started_at, "state": self.state, "queue": len(self.pending),
             "current": updater.current if updater else None, "last_update": updater.last_update if updater else None,
             "last_error": updater.last_error if updater else None, "updates": updater.updates if updater else 0,
+            "full_passes": updater.full_passes if updater else 0,
             "events": self.watcher.events, "events_ignored": self.watcher.dropped,
             "overflows": self.watcher.overflows,
             "settings": {"debounce_ms": self.settings.debounce_ms, "debounce_max_ms": self.settings.debounce_max_ms,

@@ -131,6 +131,8 @@ class Updater:
         self.last_update: dict[str, Any] | None = None
         self.last_error: str | None = None
         self.updates = 0
+        #: Of those, whole-tree passes (start-up, overflow repairs, ``update --full``).
+        self.full_passes = 0
         #: When the writer last finished anything (monotonic), for idle time-outs.
         self.last_activity = time.monotonic()
         self._closed = threading.Event()
@@ -300,6 +302,7 @@ class Updater:
         if "error" not in summary and not summary.get("skipped"):
             self.last_update = summary
             self.updates += 1
+            self.full_passes += bool(summary.get("full"))
         with self._pub:
             if batch.ticket:
                 self._ticket_reports[batch.ticket] = summary

@@ -263,6 +263,7 @@ def test_ignored_paths_cause_no_work(daemon: Daemon, repo: Path):
     wait_for(lambda: ("pkg/sentinel.py", "sentinel_fn") in units(idir) and idle(idir), what="sentinel")
     after = client.probe(idir)
     assert after["updates"] == before["updates"] + 1  # one update, for the sentinel only
+    assert after["full_passes"] == before["full_passes"]  # and not a whole-tree pass
     assert after["last_update"]["paths_checked"] == 1
     assert after["events_ignored"] > before["events_ignored"]
     assert [c for c in emb.calls if "sentinel_fn" not in c] == []
