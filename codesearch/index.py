@@ -692,12 +692,6 @@ class IndexReader:
             self.conn.execute("COMMIT")
 
     def _load_faiss(self, gen: int) -> None:
-        if self._faiss is None:
-            import faiss
-
-            # A reader searches one query vector at a time: OpenMP's threads only add their start-up and
-            # spinning (6.2 ms on one thread vs 8.0 on two at 100k units, idle; 25 ms on two under load).
-            faiss.omp_set_num_threads(1)
         held = self._faiss
         if held is not None and held.d == self.dim and gen > self.generation >= 0:
             limit = max(MAX_READER_DELTA, held.ntotal // 10)
@@ -736,6 +730,11 @@ class IndexReader:
 
         if self._faiss is None or self._faiss.ntotal == 0 or k <= 0:
             return []
+        # A reader searches one query vector at a time: OpenMP's threads only add their start-up and
+        # spinning (6.2 ms on one thread vs 8.0 on two at 100k units, idle; 25 ms on two under load). The
+        # setting can be the calling thread's own (an OpenMP ICV: a new thread may start at all cores),
+        # and queries come on many threads (daemon connections, LSP workers): set here, before each search.
+        faiss.omp_set_num_threads(1)
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         if allowed is not None:
             if len(allowed) == 0:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -204,8 +207,6 @@ def test_searcher_adaptive_weight_follows_the_query(corpus):
 
 
 def test_hybrid_sides_run_concurrently_with_the_same_ranking(corpus, monkeypatch):
-    import threading
-
     import codesearch.store as store_mod
 
     searcher, *_ = corpus
@@ -226,6 +227,35 @@ def test_hybrid_sides_run_concurrently_with_the_same_ranking(corpus, monkeypatch
     assert runs[True] == runs[False] and all(runs[True])
     assert threads[:len(queries)] == ["codesearch-lexical_0"] * len(queries)
     assert threading.main_thread().name in threads[len(queries):]
+
+
+def test_vector_search_runs_on_one_openmp_thread_in_any_thread(make_repo, hash_embedder):
+    """OpenMP's thread count is a setting of the calling thread: a query on a new thread (a daemon
+    connection, an LSP worker) must not fall back to all cores."""
+    import faiss
+
+    from codesearch.index import IndexReader
+
+    root = make_repo({"pkg/a.py": unit_source("python", "slug_title", "slug title")})
+    index_repository(root, Settings(), embedder=hash_embedder)
+    reader = IndexReader(root / ".codesearch")
+    with reader.snapshot():
+        reader.vector_search(hash_embedder.encode(["slug"], kind="query")[0], 5, None)  # loads FAISS here
+    seen: list[tuple[int, int]] = []
+
+    def query_on_a_new_thread() -> None:
+        before = faiss.omp_get_max_threads()
+        with reader.snapshot():
+            assert reader.vector_search(hash_embedder.encode(["slug"], kind="query")[0], 5, None)
+        seen.append((before, faiss.omp_get_max_threads()))
+
+    t = threading.Thread(target=query_on_a_new_thread)
+    t.start()
+    t.join()
+    (before, after), = seen
+    assert after == 1
+    if (os.cpu_count() or 1) > 1:
+        assert before > 1  # the default a new thread starts with: what the search must not use
 
 
 def test_unit_count_follows_each_published_generation(make_repo, hash_embedder):
