@@ -1,4 +1,4 @@
-"""Daemon memory and warm query latency by encoder runtime: torch fp32 (before) against numpy fp32 (the default).
+"""Daemon memory and warm query latency by encoder runtime: torch, numpy and ONNX Runtime fp32 (the default).
 
 Usage::
 
@@ -6,12 +6,13 @@ Usage::
     .venv/bin/python bench/memory.py [--rounds 2] [--queries 60] [--write-doc]
 
 For each size (the 10k and 100k indexes of ``bench/freshness.py``) and each runtime (``torch``: the
-daemon before; ``auto``: numpy on the query path), alternating the runtimes ``--rounds`` times, it starts
+daemon two versions ago; ``numpy``: the daemon before; ``auto``: the fused fp32 graph on ONNX Runtime, the
+daemon now; all three the same vectors), alternating the runtimes ``--rounds`` times, it starts
 ``codesearch watch`` on a copy of the index (``CODESEARCH_RUNTIME`` set), waits until it is idle, sends
 ``--queries`` warm queries through its socket as ``codesearch query`` does, and reads the daemon's
 idle RSS (VmRSS) and its peak (VmHWM) from /proc. Then, in this process, it times the steps of one
-warm query on the 100k index with the numpy encoder (encode, vector search, lexical search, the whole
-``Searcher.search``), the breakdown of what remains.
+warm query on the 100k index with the daemon's encoder (encode, vector search, lexical search, the whole
+``Searcher.search``), the breakdown of what remains, and the query encoding on numpy next to it.
 
 Writes ``bench/out/memory.json``; ``--write-doc`` renders the ``memory`` section of docs/benchmarks.md.
 """
@@ -34,7 +35,9 @@ from freshness import BASE, BASE100K, QUERIES, Watcher, log, rss_mb, summary  # 
 
 #: The whole search as the version before issue 12's query-path work ran it (see query_breakdown).
 SEQUENTIAL = "whole search, sides in sequence (before)"
-RUNTIMES = {"torch": "torch query encoder (the default before)", "auto": "numpy query encoder (default)"}
+#: The same query encoded on numpy (the daemon's encoder before ONNX Runtime's fp32 graph).
+NUMPY_ENCODE = "encode on numpy (before)"
+RUNTIMES = {"torch": "torch", "numpy": "numpy (the default before)", "auto": "ONNX Runtime fp32 graph (default)"}
 WORK = OUT / "memory"
 
 
@@ -70,25 +73,33 @@ def daemon_round(base: Path, runtime: str, n_queries: int) -> dict[str, Any]:
     finally:
         os.environ.pop("CODESEARCH_RUNTIME", None)
         shutil.rmtree(work, ignore_errors=True)
-    return {"socket_ms": summary(times), "rss_idle_mb": rss, "rss_peak_mb": hwm, "start_seconds": round(start, 1)}
+    return {"socket_ms": summary(times), "socket_s": times, "rss_idle_mb": rss, "rss_peak_mb": hwm,
+            "start_seconds": round(start, 1)}
 
 
 def query_breakdown(base: Path, n_queries: int) -> dict[str, Any]:
-    """Median ms of each step of a warm in-process query on ``base`` with the default encoder."""
+    """Median ms of each step of a warm in-process query on ``base`` with the daemon's encoder."""
     import faiss
 
     from codesearch.config import load_settings
+    from codesearch.embed import load_embedder
+    from codesearch.embed_numpy import NumpyEmbedder
     from codesearch.index import IndexReader, find_index_dir
     from codesearch.search import Searcher
     from codesearch.store import LocalStore
 
     settings = load_settings(base)
-    searcher = Searcher(IndexReader(find_index_dir(base, settings.index_dir)), settings)
+    reader = IndexReader(find_index_dir(base, settings.index_dir))
+    encoder = load_embedder(reader.meta.get("model_path"), max_length=settings.max_length, threads=1, serving=True)
+    searcher = Searcher(reader, settings, embedder=encoder)
+    numpy_encoder = NumpyEmbedder(reader.meta.get("model_path"), max_length=settings.max_length, threads=1)
     store = searcher.store
     searcher.search("warm up", k=10)
+    numpy_encoder.encode(["warm up"], kind="query")
     steps: dict[str, list[float]] = {"encode": [], "vector search": [], "lexical search": [], "whole search": [],
-                                     SEQUENTIAL: []}
+                                     SEQUENTIAL: [], NUMPY_ENCODE: []}
     depth = settings.k * settings.oversample
+    set_threads = faiss.omp_set_num_threads
     try:
         for i in range(n_queries):
             q = QUERIES[i % len(QUERIES)]
@@ -102,17 +113,25 @@ def query_breakdown(base: Path, n_queries: int) -> dict[str, Any]:
                 t3 = time.perf_counter()
             searcher.search(q, k=10)
             t4 = time.perf_counter()
-            # As before this version: the two sides one after the other, FAISS on OpenMP's default threads.
+            # As before the concurrent sides: one after the other, FAISS on OpenMP's default threads (the
+            # reader's own per-search setting of one thread is suspended for it).
             LocalStore.concurrent_reads = False
-            faiss.omp_set_num_threads(os.cpu_count() or 1)
-            searcher.search(q, k=10)
+            set_threads(os.cpu_count() or 1)
+            faiss.omp_set_num_threads = lambda n: None
+            try:
+                searcher.search(q, k=10)
+            finally:
+                faiss.omp_set_num_threads = set_threads
             t5 = time.perf_counter()
             LocalStore.concurrent_reads = True
-            faiss.omp_set_num_threads(1)
+            set_threads(1)
+            numpy_encoder.encode([q], kind="query")
+            t6 = time.perf_counter()
             for name, a, b in (("encode", t0, t1), ("vector search", t1, t2), ("lexical search", t2, t3),
-                               ("whole search", t3, t4), (SEQUENTIAL, t4, t5)):
+                               ("whole search", t3, t4), (SEQUENTIAL, t4, t5), (NUMPY_ENCODE, t5, t6)):
                 steps[name].append(1000 * (b - a))
     finally:
+        faiss.omp_set_num_threads = set_threads
         LocalStore.concurrent_reads = True
         faiss.omp_set_num_threads(1)
     out = {name: round(statistics.median(v), 1) for name, v in steps.items()}
@@ -181,27 +200,28 @@ def render(report: dict[str, Any]) -> str:
     lines = ["## Daemon memory and warm queries by runtime (issue 12)", "",
              f"Measured {report['date']} on {report['machine']['cpu']} ({report['machine']['cores']} cores), "
              f"load average {report['load_start']} at the start and {report['load_end']} at the end "
-             "(other jobs were running: compare the columns, which alternated, not the absolute times). Both "
-             "columns run this version, with float16 FAISS vectors; before it the daemon also held float32 "
-             "ones (1.5 KB instead of 0.77 KB per unit: 8 MB more at 10k units, 77 MB more at 100k).", "",
+             "(other jobs were running: compare the columns, which alternated, not the absolute times). All "
+             "columns run this version (`CODESEARCH_RUNTIME` set to `torch`, `numpy` and `auto`), with float16 "
+             "FAISS vectors; before those the daemon also held float32 ones (1.5 KB instead of 0.77 KB per "
+             "unit: 8 MB more at 10k units, 77 MB more at 100k).", "",
              "```sh", ".venv/bin/python bench/freshness.py build   # once", report["command"], "```", "",
              "| | " + " | ".join(f"{RUNTIMES[r]}, {size}" for size in report["sizes"] for r in RUNTIMES) + " |",
              "|---|" + "---:|" * (len(RUNTIMES) * len(report["sizes"]))]
-    rows = (("daemon RSS, idle after the queries (MB)", lambda d: d["rss_idle_mb"]),
-            ("daemon peak RSS (MB)", lambda d: d["rss_peak_mb"]),
-            ("warm query through the socket, median / p95 (ms)",
-             lambda d: f"{d['socket_ms']['median']} / {d['socket_ms']['p95']}"),
-            ("daemon start, to idle (s)", lambda d: d["start_seconds"]))
+    def pooled(rounds: list[dict[str, Any]]) -> str:
+        s = summary([t for d in rounds for t in d["socket_s"]])
+        return f"{s['median']} / {s['p95']}"
+
+    rows = (("daemon RSS, idle after the queries (MB)", lambda ds: min(d["rss_idle_mb"] for d in ds)),
+            ("daemon peak RSS (MB)", lambda ds: min(d["rss_peak_mb"] for d in ds)),
+            ("warm query through the socket, median / p95 (ms)", pooled),
+            ("daemon start, to idle (s)", lambda ds: min(d["start_seconds"] for d in ds)))
     for label, get in rows:
-        cells = []
-        for size in report["sizes"]:
-            for r in RUNTIMES:
-                vals = [get(d) for d in report["daemon"][size][r]]
-                cells.append(str(min(vals) if isinstance(vals[0], float) else vals[0]))
+        cells = [str(get(report["daemon"][size][r])) for size in report["sizes"] for r in RUNTIMES]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     b = report["breakdown_100k"]
-    lines += ["", "RSS figures are the lowest of the rounds (they vary by a few MB); latency is the first round's. "
-              f"Steps of one warm in-process query at {b['units']} units with the default encoder ({b['encoder']}), "
+    lines += ["", "RSS and start figures are the lowest of the rounds (they vary by a few MB); latency is over the "
+              "queries of all rounds. "
+              f"Steps of one warm in-process query at {b['units']} units with the daemon's encoder ({b['encoder']}), "
               "median ms: " + ", ".join(f"{k} {b[k]}" for k in ("encode", "vector search", "lexical search",
                                                                  "whole search") if k in b) + "."]
     if SEQUENTIAL in b:
@@ -210,6 +230,10 @@ def render(report: dict[str, Any]) -> str:
                   f"by query: {b['whole search']} ms median against {b[SEQUENTIAL]} ms with the two sides one after "
                   "the other and FAISS on its default threads, as before "
                   f"({b[SEQUENTIAL] / b['whole search']:.2f}x)."]
+    if NUMPY_ENCODE in b:
+        lines += ["", f"The daemon encodes a query with the fused fp32 graph on ONNX Runtime ({b['encoder']}, the same "
+                  f"vectors as numpy and torch): {b['encode']} ms median against {b[NUMPY_ENCODE]} ms on numpy, "
+                  f"the daemon's encoder before, alternating query by query ({b[NUMPY_ENCODE] / b['encode']:.2f}x)."]
     if "delta_100k" in report:
         d = report["delta_100k"]
         lines += ["", f"A reader brings its FAISS index to a new generation (every save the daemon indexes) by the id "

@@ -20,7 +20,7 @@ SEARCH_MODES = ("semantic", "lexical", "hybrid")
 FUSIONS = ("rrf", "weighted", "coverage", "adaptive")
 #: How the encoder runs: "auto" (fp32: numpy for queries and updates, torch for a full index), "numpy" or
 #: "torch" (fp32 on that library only), "onnx" (ONNX Runtime, int8 weights: model.int8.onnx, its own vectors).
-RUNTIMES = ("auto", "numpy", "torch", "onnx")
+RUNTIMES = ("auto", "numpy", "torch", "onnx-fp32", "onnx")
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,12 @@ class Settings:
         batch_size: Units per encoder batch.
         threads: Encoder threads for indexing; 0 means all cores.
         runtime: How the encoder runs (one of RUNTIMES). The default "auto" computes the fp32 vectors in
-            numpy for queries, the daemon and the LSP server (no torch import) and on torch for a full
-            ``codesearch index`` (faster in bulk); "numpy" and "torch" use one library for everything (same
-            vectors, same index); "onnx" uses ONNX Runtime with the model's int8 file (``model.int8.onnx``):
-            other vectors, so switching rebuilds the index (int8 missed the quality budget on the
-            paraphrased fixture queries, docs/benchmarks.md).
+            numpy for a one-shot ``codesearch query`` (quickest to load, no torch import), on ONNX
+            Runtime's fused fp32 graph in the daemon and the LSP server (quickest per query) and on torch
+            for a full ``codesearch index`` (faster in bulk); "numpy", "torch" and "onnx-fp32" use one
+            library for everything (same vectors, same index); "onnx" uses ONNX Runtime with the model's
+            int8 file (``model.int8.onnx``): other vectors, so switching rebuilds the index (int8 missed
+            the quality budget on the paraphrased fixture queries, docs/benchmarks.md).
         max_file_bytes: Files larger than this are skipped (counted as ``too_large``).
         parse_timeout_ms: Time budget for parsing one file; a file over it is skipped (counted as
             ``parse_timeout``); 0 means no limit.

@@ -1,12 +1,14 @@
 """Encoders: the Embedder protocol, the real TransformerEmbedder, and HashEmbedder for unit tests.
 
 :func:`load_embedder` is the one way the product builds its encoder (setting ``runtime``). By default
-(``auto``) it is the fp32 model, computed in numpy for queries and for the daemon's small updates
-(:class:`codesearch.embed_numpy.NumpyEmbedder`: no torch on the query path) and on torch for a full
-``codesearch index`` (this module's ``TransformerEmbedder``, faster in bulk): two computations of the
-same vectors, under one index key. ``runtime = "onnx"`` chooses ONNX Runtime with the model directory's
-int8 file (``model.int8.onnx``, :class:`codesearch.embed_onnx.OnnxEmbedder`), which has its own key.
-Importing this module imports none of them.
+(``auto``) it is the fp32 model, computed three ways that give the same vectors under one index key: in
+numpy for a one-shot ``codesearch query`` (:class:`codesearch.embed_numpy.NumpyEmbedder`: the fastest to
+load, no torch on the query path), on ONNX Runtime's fused fp32 kernels in the long-lived servers (the
+daemon, the LSP server; :class:`codesearch.embed_onnx.OnnxFp32Embedder`: about half numpy's time per
+query, slower to load), and on torch for a full ``codesearch index`` (this module's
+``TransformerEmbedder``, faster in bulk). ``runtime = "onnx"`` chooses ONNX Runtime with the model
+directory's int8 file (``model.int8.onnx``, :class:`codesearch.embed_onnx.OnnxEmbedder`), which has its
+own key. Importing this module imports none of them.
 
 ``TransformerEmbedder`` loads a Hugging Face-format BERT directory (``config.json``,
 ``model.safetensors``, ``tokenizer.json`` or ``vocab.txt``) and runs the encoder forward pass
@@ -43,6 +45,11 @@ log = logging.getLogger(__name__)
 _CHARS_PER_TOKEN_CAP = 12
 #: The ONNX Runtime encoder file of a model directory (int8 weights; written by ``codesearch-train onnx``).
 ONNX_FILE = "model.int8.onnx"
+#: The fused fp32 graph without its weights, and how to rebuild them from ``model.safetensors`` (written by
+#: ``codesearch-train onnx``; run by :class:`codesearch.embed_onnx.OnnxFp32Embedder`).
+FP32_GRAPH, FP32_RECIPE = "model.fp32.graph.onnx", "model.fp32.graph.json"
+#: The file name the graph's external-data stubs point into: never on disk, built in memory at load time.
+FP32_WEIGHTS_FILE = "model.fp32.weights"
 #: ModelInfo.runtime values: which vectors an encoder computes (fp32 from ``model.safetensors``, on numpy or
 #: torch alike, or int8 from ``model.int8.onnx``).
 FP32, ONNX_INT8 = "fp32", "onnx-int8"
@@ -169,21 +176,31 @@ def torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def has_fp32_graph(path: Path) -> bool:
+    """Whether the model directory ``path`` has the fused fp32 graph and ONNX Runtime is installed."""
+    return (path / FP32_GRAPH).is_file() and (path / FP32_RECIPE).is_file() and onnxruntime_installed()
+
+
 def resolve_runtime(path: Path, runtime: str) -> str:
     """Which vectors the model directory ``path`` gives under setting ``runtime``.
 
     Args:
         path: A model directory.
-        runtime: "auto", "numpy" or "torch" (fp32), or "onnx" (int8: ``model.int8.onnx`` and onnxruntime
-            are required).
+        runtime: "auto", "numpy", "torch" or "onnx-fp32" (fp32; the last needs ``model.fp32.graph.onnx``
+            and onnxruntime), or "onnx" (int8: ``model.int8.onnx`` and onnxruntime are required).
 
     Returns:
         FP32 or ONNX_INT8.
     """
     if runtime in ("auto", "numpy", "torch"):
         return FP32
+    if runtime == "onnx-fp32":
+        if not has_fp32_graph(path):
+            raise ModelError(f"no {FP32_GRAPH} in {path}: export it with `codesearch-train onnx {path}`, "
+                             "or set runtime = \"auto\"")
+        return FP32
     if runtime != "onnx":
-        raise ModelError(f"unknown runtime {runtime!r} (choose from auto, numpy, torch, onnx)")
+        raise ModelError(f"unknown runtime {runtime!r} (choose from auto, numpy, torch, onnx-fp32, onnx)")
     if not (path / ONNX_FILE).is_file():
         raise ModelError(f"no {ONNX_FILE} in {path}: export it with `codesearch-train onnx {path}`, "
                          "or set runtime = \"auto\"")
@@ -513,7 +530,7 @@ class HashEmbedder:
 
 
 def load_embedder(model: str | None, max_length: int, batch_size: int = 32, threads: int = 0,
-                  runtime: str = "auto", bulk: bool = False) -> Embedder:
+                  runtime: str = "auto", bulk: bool = False, serving: bool = False) -> Embedder:
     """Load the real encoder for ``model``: every part of the product builds its encoder here.
 
     Args:
@@ -521,13 +538,16 @@ def load_embedder(model: str | None, max_length: int, batch_size: int = 32, thre
         max_length: Document token limit.
         batch_size: Texts per forward pass.
         threads: Intra-op threads (0: all cores).
-        runtime: The ``runtime`` setting: "auto" (fp32: numpy, or torch when ``bulk`` and torch is
-            installed), "numpy", "torch" (fp32 on that library), or "onnx" (int8 on ONNX Runtime).
+        runtime: The ``runtime`` setting: "auto" (fp32: torch when ``bulk`` and torch is installed, ONNX
+            Runtime's fp32 graph when ``serving`` and the model has one, else numpy), "numpy", "torch",
+            "onnx-fp32" (fp32 on that library), or "onnx" (int8 on ONNX Runtime).
         bulk: The caller encodes a whole repository (``codesearch index``), not queries or a few changed units.
+        serving: The caller is a long-lived server (the daemon, the LSP server): many queries over one
+            load, so the encoder fastest per query wins over the one fastest to load.
 
     Returns:
-        A :class:`~codesearch.embed_numpy.NumpyEmbedder`, :class:`TransformerEmbedder` or
-        :class:`~codesearch.embed_onnx.OnnxEmbedder`.
+        A :class:`~codesearch.embed_numpy.NumpyEmbedder`, :class:`TransformerEmbedder`,
+        :class:`~codesearch.embed_onnx.OnnxFp32Embedder` or :class:`~codesearch.embed_onnx.OnnxEmbedder`.
     """
     path = resolve_model_dir(model)
     if resolve_runtime(path, runtime) == ONNX_INT8:
@@ -536,6 +556,10 @@ def load_embedder(model: str | None, max_length: int, batch_size: int = 32, thre
         return OnnxEmbedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)
     if runtime == "torch" or (runtime == "auto" and bulk and torch_installed()):
         return TransformerEmbedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)
+    if runtime == "onnx-fp32" or (runtime == "auto" and serving and has_fp32_graph(path)):
+        from .embed_onnx import OnnxFp32Embedder
+
+        return OnnxFp32Embedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)
     from .embed_numpy import NumpyEmbedder
 
     return NumpyEmbedder(str(path), max_length=max_length, batch_size=batch_size, threads=threads)

@@ -322,16 +322,17 @@ class CodesearchServer(LanguageServer):
     def embedder_for(self, settings: Settings) -> Embedder:
         """The encoder for ``settings`` (loaded once per model).
 
-        One encoder thread, like the watch daemon and ``codesearch query`` (so query vectors equal
-        theirs bit for bit, and a query is not slowed by thread contention); index builds spread
-        document batches over every core instead (:func:`_build_encoder`).
+        One encoder thread, like the watch daemon (the same encoder, so query vectors equal its own bit
+        for bit; a one-shot ``codesearch query`` computes them on numpy, equal to float rounding), and a
+        query is not slowed by thread contention; index builds spread document batches over every core
+        instead (:func:`_build_encoder`).
         """
         threads = settings.threads or 1
         key = (settings.model, settings.max_length, threads, settings.runtime)
         if key not in self._embedders:
             self._embedders[key] = load_embedder(settings.model, max_length=settings.max_length,
                                                  batch_size=settings.batch_size, threads=threads,
-                                                 runtime=settings.runtime)
+                                                 runtime=settings.runtime, serving=True)
         return self._embedders[key]
 
     def _open_root(self, root: RootIndex) -> None:

@@ -90,6 +90,24 @@ class PendingPaths:
             self._cond.notify_all()
             return self._last_ticket
 
+    def drop_if(self, rels: Iterable[str], unchanged: Callable[[str], bool]) -> int:
+        """Forget the pending events on ``rels`` for which ``unchanged(rel)`` is true (checked outside the
+        lock); an entry that gets another event meanwhile is kept. Returns how many were dropped.
+
+        The updater calls this after indexing ``rels``: an event that arrived while it did (the write that
+        an explicit re-index request raced) is not a change if the file is as the update indexed it.
+        """
+        with self._cond:
+            seen = {rel: self._paths[rel] for rel in rels if rel in self._paths and rel not in self._forced}
+        stale = [rel for rel, entry in seen.items() if not entry[2] and unchanged(rel)]
+        dropped = 0
+        with self._cond:
+            for rel in stale:
+                if self._paths.get(rel) == seen[rel] and rel not in self._forced:
+                    del self._paths[rel]
+                    dropped += 1
+        return dropped
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._paths) + int(self._full)

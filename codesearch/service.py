@@ -33,7 +33,7 @@ from .pending import PendingPaths
 from .search import Searcher, resolve
 from .store import LocalStore, VectorStore
 from .types import Hit, Symbol
-from .updater import ParallelEmbedder, Stopping, Updater
+from .updater import IndexedFiles, ParallelEmbedder, Stopping, Updater
 from .watcher import TreeWatcher
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,9 @@ class Service:
         self._given_embedder = embedder
         self.embedder: Embedder | None = None
         self.pending = PendingPaths(settings.debounce_ms / 1000, settings.debounce_max_ms / 1000, SETTLE_SECONDS)
-        self.watcher = TreeWatcher(self.root, self.index_dir, settings.ignore, self.pending)
+        self.indexed = IndexedFiles(self.root, self.index_dir)
+        self.watcher = TreeWatcher(self.root, self.index_dir, settings.ignore, self.pending,
+                                   is_current=self.indexed.unchanged)
         self.updater: Updater | None = None
         self._lock: WriterLock | None = None
         self._threads: list[threading.Thread] = []
@@ -264,7 +266,7 @@ class Service:
         try:
             self.embedder = self._load_embedder()
             self.updater = Updater(self.root, self.settings, self.index_dir, self.embedder, self.pending,
-                                   self._check_stop, self._warm_reader, self._writer_failed)
+                                   self._check_stop, self._warm_reader, self._writer_failed, self.indexed)
         except BaseException:
             self.close()
             raise
@@ -285,7 +287,8 @@ class Service:
         inner = self._given_embedder
         if inner is None:
             inner = load_embedder(self.settings.model, max_length=self.settings.max_length,
-                                  batch_size=self.settings.batch_size, threads=intra, runtime=self.settings.runtime)
+                                  batch_size=self.settings.batch_size, threads=intra, runtime=self.settings.runtime,
+                                  serving=True)
         return ParallelEmbedder(inner, workers, stopping=self._check_stop)
 
     def _writer_failed(self, exc: BaseException) -> None:
@@ -333,6 +336,7 @@ class Service:
                     self._reader.close()
                     self._reader = None
                 self._searchers.clear()
+            self.indexed.close()
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None

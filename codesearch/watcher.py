@@ -72,12 +72,17 @@ class TreeWatcher:
         extra_ignore: ``Settings.ignore`` patterns.
         pending: Where paths go.
         on_overflow: Called (on the observer thread) when events were lost; default: request a full pass.
+        is_current: Whether a file is as the index recorded it (``updater.IndexedFiles.unchanged``): its
+            events are dropped, since they report writes already indexed (a re-index request can finish
+            before watchdog delivers the event of the write it indexed).
     """
 
     def __init__(self, root: Path, index_dir: Path, extra_ignore: tuple[str, ...] | list[str],
-                 pending: PendingPaths, on_overflow: Callable[[], None] | None = None) -> None:
+                 pending: PendingPaths, on_overflow: Callable[[], None] | None = None,
+                 is_current: Callable[[str], bool] | None = None) -> None:
         self.root = root
         self.pending = pending
+        self._is_current = is_current
         self._on_overflow = on_overflow
         self._extra_ignore = list(extra_ignore)
         self._index_rel: str | None = None
@@ -200,6 +205,9 @@ class TreeWatcher:
                 self.dropped += 1
                 continue
             if self.ignored(rel, is_dir):
+                self.dropped += 1
+                continue
+            if not is_dir and self._is_current is not None and self._is_current(rel):
                 self.dropped += 1
                 continue
             self.pending.add(rel, is_dir=is_dir, settled=settled)

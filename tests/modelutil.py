@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from codesearch.config import Settings
-from codesearch.embed import ONNX_FILE, SHIPPED_MODEL, Embedder, load_embedder
+from codesearch.embed import FP32_GRAPH, FP32_RECIPE, ONNX_FILE, SHIPPED_MODEL, Embedder, load_embedder
 from codesearch.types import document_text
 from codesearch.walk import walk
 from parsers import extract
@@ -61,11 +61,12 @@ def batching_cosines(embedder: Embedder, n: int) -> object:
     return np.sum(one_by_one * batched, axis=1)
 
 
-def model_copy(dest: Path, onnx: bytes | None) -> Path:
-    """A copy of the shipped model directory (weights linked), with ``onnx`` as its int8 file (None: none)."""
+def model_copy(dest: Path, onnx: bytes | None, fp32_graph: bool = True) -> Path:
+    """A copy of the shipped model directory (weights linked), with ``onnx`` as its int8 file (None: none),
+    and with its fp32 graph (``model.fp32.graph.onnx`` and its recipe) unless ``fp32_graph`` is false."""
     dest.mkdir()
     for f in SHIPPED_MODEL.iterdir():
-        if f.name == ONNX_FILE:
+        if f.name == ONNX_FILE or (not fp32_graph and f.name in (FP32_GRAPH, FP32_RECIPE)):
             continue
         if f.suffix == ".safetensors":
             (dest / f.name).symlink_to(f)

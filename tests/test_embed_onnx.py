@@ -213,7 +213,7 @@ def test_unknown_runtime_is_a_usage_error(copy_fixture_repo, monkeypatch, capsys
     monkeypatch.setenv("CODESEARCH_RUNTIME", "tensorrt")
     assert main(["index", str(repo)]) == 2
     assert capsys.readouterr().err.strip() == ("codesearch: error: unknown runtime 'tensorrt' "
-                                               "(choose from auto, numpy, torch, onnx)")
+                                               "(choose from auto, numpy, torch, onnx-fp32, onnx)")
 
 
 @pytest.mark.parametrize("content", [b"not an onnx model at all\n", b""], ids=["garbage", "empty"])

@@ -293,7 +293,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _write_onnx(model_dir: Path) -> dict[str, Any]:
-    """Write model_dir/model.int8.onnx and check it against the torch encoder on a few texts."""
+    """Write model_dir/model.int8.onnx and the fp32 graph, and check the int8 file against torch on a few texts."""
     from .onnx_export import compare, export_onnx
 
     path = export_onnx(model_dir)
@@ -307,7 +307,7 @@ def _write_onnx(model_dir: Path) -> dict[str, Any]:
 
 
 def cmd_onnx(args: argparse.Namespace) -> int:
-    """Write MODEL_DIR/model.int8.onnx (the ONNX Runtime encoder codesearch runs by default)."""
+    """Write MODEL_DIR/model.int8.onnx and model.fp32.graph.onnx (the encoder on ONNX Runtime)."""
     model_dir = args.model_dir
     if not (model_dir / "config.json").is_file() or not (model_dir / "model.safetensors").is_file():
         print(f"not a model directory (needs config.json and model.safetensors): {model_dir}", file=sys.stderr)
@@ -407,10 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ship", action="store_true",
                    help="install the export as codesearch's default model (codesearch/model) if the verdict says so")
     p.add_argument("--force", action="store_true", help="with --ship: ship even without a winning verdict")
-    p.add_argument("--no-onnx", action="store_true", help="do not write model.int8.onnx (the ONNX Runtime encoder)")
+    p.add_argument("--no-onnx", action="store_true",
+                   help="do not write model.int8.onnx and model.fp32.graph.onnx (the ONNX Runtime encoders)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("onnx", help="write MODEL_DIR/model.int8.onnx, the int8 ONNX Runtime encoder codesearch runs")
+    p = sub.add_parser("onnx", help="write MODEL_DIR/model.int8.onnx and model.fp32.graph.onnx, the ONNX Runtime "
+                                    "encoders")
     p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     p.set_defaults(func=cmd_onnx)
 

@@ -174,8 +174,10 @@ def _model_card(manifest: dict[str, Any]) -> str:
         "Load it with `codesearch index --model DIR` (or `TransformerEmbedder(DIR)`): mean pooling, L2 "
         f"normalisation, documents as `{manifest['doc_text_format']}`, exported for {manifest['max_length']} tokens.",
         "",
-        "`model.int8.onnx` (written by `codesearch-train export`, or `codesearch-train onnx DIR`) is the same "
-        "encoder for ONNX Runtime with int8 weights, which codesearch runs by default (setting `runtime`).",
+        "`model.fp32.graph.onnx` and `model.int8.onnx` (written by `codesearch-train export`, or "
+        "`codesearch-train onnx DIR`) are the same encoder for ONNX Runtime: the fused fp32 graph without its "
+        "weights (rebuilt from `model.safetensors` by `model.fp32.graph.json`; codesearch's daemon and editor "
+        "server run it), and int8 weights (setting `runtime = \"onnx\"`).",
         "",
         "Training data: docstring/code pairs mined from the packages listed in manifest.json "
         "(`data.sources`), under their own licences.",

@@ -1,4 +1,4 @@
-"""ONNX export: a model directory's BERT encoder as ``model.int8.onnx``, what ``codesearch`` runs by default.
+"""ONNX export: a model directory's BERT encoder as ``model.int8.onnx`` and as the weightless fp32 graph.
 
 Three steps, each chosen by measurement on AVX2 CPUs without VNNI (docs/design.md, bench/runtime.py):
 
@@ -22,6 +22,7 @@ output ``last_hidden_state`` (batch x seq x dim); pooling and normalisation stay
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -33,13 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from codesearch.embed import ONNX_FILE
+from codesearch.embed import FP32_GRAPH, FP32_RECIPE, FP32_WEIGHTS_FILE, ONNX_FILE
 
 from .model import load_bert
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ONNX_FILE", "compare", "export_fp32", "export_onnx", "export_raw"]
+__all__ = ["FP32_GRAPH", "FP32_RECIPE", "ONNX_FILE", "compare", "export_fp32", "export_fp32_graph", "export_onnx",
+           "export_raw"]
 
 #: The fp32 graph before quantisation (bench/runtime.py compares it; not shipped).
 FP32_FILE = "model.fp32.onnx"
@@ -111,8 +113,93 @@ def export_fp32(model_dir: Path, dest: Path, opset: int = 17) -> Path:
     return dest
 
 
+#: Initializers at most this many bytes that are no weight of the model (shapes, scalars) stay in the graph.
+_SMALL_CONSTANT = 4096
+
+
+def _weight_recipe(name: str, value: np.ndarray, weights: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """How the graph's initializer ``name`` is computed from the model's weights (None: from none of them).
+
+    An exported and fused BERT's initializers are the weights as they are, transposed (a Linear layer's
+    (out, in) weight as MatMul's (in, out)), or the query, key and value weights or biases concatenated
+    (and transposed) for ONNX Runtime's fused ``Attention``. Each candidate is checked for equality.
+    """
+    candidates: list[dict[str, Any]] = []
+    key = name.removeprefix("bert.")
+    if key in weights:
+        candidates.append({"op": "copy", "keys": [key]})
+    if value.ndim == 2:
+        candidates += [{"op": "transpose", "keys": [k]} for k, w in weights.items() if w.shape == value.shape[::-1]]
+    prefixes = sorted({k.rsplit(".", 2)[0] for k in weights if k.endswith(("query.weight", "query.bias"))})
+    for prefix in prefixes:
+        part = "weight" if value.ndim == 2 else "bias"
+        keys = [f"{prefix}.{x}.{part}" for x in ("query", "key", "value")]
+        if all(k in weights for k in keys):
+            candidates.append({"op": "concat_transpose" if part == "weight" else "concat", "keys": keys})
+    from codesearch.embed_onnx import build_initializer
+
+    for recipe in candidates:
+        built = build_initializer(recipe, weights)
+        if built.shape == value.shape and np.array_equal(built, value):
+            return recipe
+    return None
+
+
+def export_fp32_graph(fp32: Path, model_dir: Path) -> tuple[Path, Path]:
+    """Write the fused fp32 graph ``fp32`` without its weights, and the recipe that rebuilds them.
+
+    ``model_dir/model.fp32.graph.onnx`` is the graph (kilobytes: every weight-sized initializer is an
+    external-data stub into an in-memory file) and ``model_dir/model.fp32.graph.json`` maps each stub to
+    the ``model.safetensors`` tensors it is made of (:func:`_weight_recipe`) and to its place in that file.
+    codesearch.embed_onnx builds the file from the safetensors at load time and hands it to ONNX Runtime
+    (``add_external_initializers_from_files_in_memory``), so the model directory holds its weights once
+    and ONNX Runtime runs them in fp32 with its fused kernels.
+
+    Raises:
+        ValueError: An initializer of weight size is none of the model's weights (the recipe would be wrong).
+    """
+    import onnx
+    from onnx import numpy_helper
+    from safetensors.numpy import load_file
+
+    model_dir = Path(model_dir)
+    weights = {k.removeprefix("bert."): v.astype(np.float32)
+               for k, v in load_file(str(model_dir / "model.safetensors")).items()}
+    graph = onnx.load(str(fp32))
+    recipes: dict[str, dict[str, Any]] = {}
+    offset = 0
+    for init in graph.graph.initializer:
+        value = numpy_helper.to_array(init)
+        recipe = _weight_recipe(init.name, value, weights)
+        if recipe is None:
+            if value.nbytes > _SMALL_CONSTANT:
+                raise ValueError(f"initializer {init.name} {list(value.shape)} is none of the model's weights")
+            continue
+        length = value.astype(np.float32).nbytes
+        recipes[init.name] = {**recipe, "shape": list(value.shape), "offset": offset, "length": length}
+        init.ClearField("raw_data")
+        init.ClearField("float_data")
+        init.data_location = onnx.TensorProto.EXTERNAL
+        del init.external_data[:]
+        for key, val in (("location", FP32_WEIGHTS_FILE), ("offset", str(offset)), ("length", str(length))):
+            entry = init.external_data.add()
+            entry.key, entry.value = key, val
+        offset += -(-length // 64) * 64  # 64-byte aligned, as ONNX Runtime may map them
+    graph_path, recipe_path = model_dir / FP32_GRAPH, model_dir / FP32_RECIPE
+    for path, data in ((graph_path, graph.SerializeToString()),
+                       (recipe_path, json.dumps({"format": 1, "initializers": recipes}, indent=1).encode())):
+        staged = path.with_name(path.name + ".tmp")
+        staged.write_bytes(data)
+        staged.chmod(0o644)
+        staged.replace(path)
+    return graph_path, recipe_path
+
+
 def export_onnx(model_dir: Path, dest: Path | None = None, opset: int = 17) -> Path:
     """Write ``model_dir/model.int8.onnx`` (or ``dest``): export, optimise, quantise (module docstring).
+
+    The fused fp32 graph is also written, without its weights, as ``model.fp32.graph.onnx`` beside the
+    model's weights (:func:`export_fp32_graph`): what the daemon and the editor and agent servers run.
 
     Args:
         model_dir: A model directory (config.json, model.safetensors).
@@ -129,6 +216,7 @@ def export_onnx(model_dir: Path, dest: Path | None = None, opset: int = 17) -> P
     dest = Path(dest) if dest is not None else model_dir / ONNX_FILE
     with tempfile.TemporaryDirectory(prefix="codesearch-onnx-") as tmp:
         fp32 = export_fp32(model_dir, Path(tmp) / FP32_FILE, opset)
+        export_fp32_graph(fp32, model_dir)
         out = Path(tmp) / ONNX_FILE
         root = logging.getLogger()
         level = root.level

@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 
-from codesearch.embed import ONNX_FILE, TransformerEmbedder, load_embedder
-from codesearch.embed_onnx import OnnxEmbedder
+from codesearch.embed import FP32_GRAPH, FP32_RECIPE, ONNX_FILE, TransformerEmbedder, load_embedder
+from codesearch.embed_onnx import OnnxEmbedder, OnnxFp32Embedder
 from trainer.cli import main
 from trainer.onnx_export import export_onnx
 
@@ -29,6 +29,13 @@ def test_export_onnx_gives_the_torch_vectors(tmp_path, tiny_model_dir):
         cos = np.sum(emb.encode(TEXTS, kind=kind) * ref.encode(TEXTS, kind=kind), axis=1)
         # A random tiny BERT quantises worse than the trained MiniLM (0.99): still the same directions.
         assert cos.min() > 0.95, cos
+    # The fp32 graph beside it: kilobytes (its weights are rebuilt from model.safetensors), torch's vectors.
+    assert (model / FP32_GRAPH).stat().st_size < 100_000 and (model / FP32_RECIPE).is_file()
+    fp32 = load_embedder(str(model), max_length=64, serving=True)
+    assert isinstance(fp32, OnnxFp32Embedder) and fp32.info.key == ref.info.key
+    for kind in ("document", "query"):
+        cos = np.sum(fp32.encode(TEXTS, kind=kind) * ref.encode(TEXTS, kind=kind), axis=1)
+        assert cos.min() > 0.99999, cos
 
 
 def test_onnx_command(tmp_path, tiny_model_dir, capsys):
