@@ -75,3 +75,26 @@ def model_copy(dest: Path, onnx: bytes | None, fp32_graph: bool = True) -> Path:
     if onnx is not None:
         (dest / ONNX_FILE).write_bytes(onnx)
     return dest
+
+
+def assert_torch_vectors(vectors: tuple[object, object], torch_vectors: tuple[object, object]) -> None:
+    """An fp32 runtime's (units, queries) vectors are the torch encoder's: unit length, cosine >= 0.99999."""
+    import numpy as np
+
+    for a, b in zip(vectors, torch_vectors, strict=True):
+        assert a.dtype == np.float32 and len(a) > 20
+        assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+        cos = np.sum(a * b, axis=1)
+        assert cos.min() >= 0.99999, cos.min()
+
+
+def assert_torch_rankings(vectors: tuple[object, object], torch_vectors: tuple[object, object]) -> None:
+    """Every fixture query ranks the fixture units as on torch (top 10 in order, up to ties < 1e-5)."""
+    import numpy as np
+
+    docs, queries = vectors
+    docs_t, queries_t = torch_vectors
+    for a, b in zip(queries @ docs.T, queries_t @ docs_t.T, strict=True):
+        top_a, top_b = np.argsort(-a)[:10], np.argsort(-b)[:10]
+        # Equal order, except where two units' scores are closer than the vectors' float rounding.
+        assert all(i == j or abs(b[i] - b[j]) < 1e-5 for i, j in zip(top_a, top_b, strict=True))

@@ -18,7 +18,14 @@ from codesearch.config import Settings
 from codesearch.embed import FP32, load_embedder
 from codesearch.embed_numpy import NumpyEmbedder, erf
 from codesearch.errors import ModelError
-from tests.modelutil import batching_cosines, fixture_vectors, model_copy, runtime_embedder
+from tests.modelutil import (
+    assert_torch_rankings,
+    assert_torch_vectors,
+    batching_cosines,
+    fixture_vectors,
+    model_copy,
+    runtime_embedder,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +56,11 @@ def test_default_runtime_is_numpy_with_the_torch_index_key(numpy_embedder, real_
 
 
 def test_numpy_vectors_equal_torch_on_fixture_code(vectors):
-    for a, b in zip(vectors["numpy"], vectors["torch"], strict=True):
-        assert a.dtype == np.float32 and len(a) > 20
-        assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
-        cos = np.sum(a * b, axis=1)
-        assert cos.min() >= 0.99999, cos.min()
+    assert_torch_vectors(vectors["numpy"], vectors["torch"])
 
 
 def test_numpy_rankings_equal_torch(vectors):
-    docs_np, q_np = vectors["numpy"]
-    docs_t, q_t = vectors["torch"]
-    for a, b in zip(q_np @ docs_np.T, q_t @ docs_t.T, strict=True):
-        top_a, top_b = np.argsort(-a)[:10], np.argsort(-b)[:10]
-        # Equal order, except where two units' scores are closer than the vectors' float rounding.
-        assert all(i == j or abs(b[i] - b[j]) < 1e-5 for i, j in zip(top_a, top_b, strict=True))
+    assert_torch_rankings(vectors["numpy"], vectors["torch"])
 
 
 def test_batching_does_not_change_numpy_vectors(numpy_embedder):

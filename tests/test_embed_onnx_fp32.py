@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from codesearch.config import Settings
@@ -18,7 +17,14 @@ from codesearch.embed import FP32, FP32_GRAPH, FP32_RECIPE, SHIPPED_MODEL, Trans
 from codesearch.embed_numpy import NumpyEmbedder
 from codesearch.embed_onnx import OnnxFp32Embedder
 from codesearch.errors import ModelError
-from tests.modelutil import batching_cosines, fixture_vectors, model_copy, runtime_embedder
+from tests.modelutil import (
+    assert_torch_rankings,
+    assert_torch_vectors,
+    batching_cosines,
+    fixture_vectors,
+    model_copy,
+    runtime_embedder,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +48,11 @@ def test_the_servers_run_it_and_a_one_shot_query_runs_numpy(fp32_embedder, real_
 
 
 def test_fp32_graph_vectors_equal_torch_on_fixture_code(vectors):
-    for a, b in zip(vectors["ort"], vectors["torch"], strict=True):
-        assert a.dtype == np.float32 and len(a) > 20
-        assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
-        cos = np.sum(a * b, axis=1)
-        assert cos.min() >= 0.99999, cos.min()
+    assert_torch_vectors(vectors["ort"], vectors["torch"])
 
 
 def test_fp32_graph_rankings_equal_torch(vectors):
-    docs_o, q_o = vectors["ort"]
-    docs_t, q_t = vectors["torch"]
-    for a, b in zip(q_o @ docs_o.T, q_t @ docs_t.T, strict=True):
-        top_a, top_b = np.argsort(-a)[:10], np.argsort(-b)[:10]
-        assert all(i == j or abs(b[i] - b[j]) < 1e-5 for i, j in zip(top_a, top_b, strict=True))
+    assert_torch_rankings(vectors["ort"], vectors["torch"])
 
 
 def test_batching_does_not_change_fp32_graph_vectors(fp32_embedder):
