@@ -195,18 +195,22 @@ def resolve_runtime(path: Path, runtime: str) -> str:
     if runtime in ("auto", "numpy", "torch"):
         return FP32
     if runtime == "onnx-fp32":
-        if not has_fp32_graph(path):
-            raise ModelError(f"no {FP32_GRAPH} in {path}: export it with `codesearch-train onnx {path}`, "
-                             "or set runtime = \"auto\"")
+        _require_onnx(path, runtime, FP32_GRAPH, FP32_RECIPE)
         return FP32
     if runtime != "onnx":
         raise ModelError(f"unknown runtime {runtime!r} (choose from auto, numpy, torch, onnx-fp32, onnx)")
-    if not (path / ONNX_FILE).is_file():
-        raise ModelError(f"no {ONNX_FILE} in {path}: export it with `codesearch-train onnx {path}`, "
-                         "or set runtime = \"auto\"")
-    if not onnxruntime_installed():
-        raise ModelError("runtime onnx needs onnxruntime (pip install onnxruntime), or set runtime = \"auto\"")
+    _require_onnx(path, runtime, ONNX_FILE)
     return ONNX_INT8
+
+
+def _require_onnx(path: Path, runtime: str, *files: str) -> None:
+    """An ONNX Runtime ``runtime`` needs ``files`` in the model directory and onnxruntime installed."""
+    for name in files:
+        if not (path / name).is_file():
+            raise ModelError(f"no {name} in {path}: export it with `codesearch-train onnx {path}`, "
+                             "or set runtime = \"auto\"")
+    if not onnxruntime_installed():
+        raise ModelError(f"runtime {runtime} needs onnxruntime (pip install onnxruntime), or set runtime = \"auto\"")
 
 
 def read_model_info(model: str | None, max_length: int, runtime: str = "auto") -> ModelInfo:

@@ -9,7 +9,7 @@ numpy: no torch, no transformers.
   which it rebuilds from ``model.safetensors`` at load time (``model.fp32.graph.json`` says how: copies,
   transposes, concatenated query/key/value) and hands to ONNX Runtime as external initializers, so the
   model's weights are stored once. Its vectors are the torch and numpy encoders' (cosine above 0.99999,
-  tests/test_embed_onnx.py), under their index key; a query takes about half numpy's time but the load
+  tests/test_embed_onnx_fp32.py), under their index key; a query takes about half numpy's time but the load
   about twice as long, so the long-lived servers use it and a one-shot ``codesearch query`` uses numpy.
 - :class:`OnnxEmbedder` runs ``model.int8.onnx`` (dynamic quantisation to per-channel uint8 weights).
   Its vectors agree with fp32 to a cosine of about 0.99 per vector; the index key marks them
@@ -43,13 +43,29 @@ from .errors import ModelError, first_line
 
 
 class _OrtEncoder(TokenizingEncoder):
-    """What both ONNX Runtime encoders share: the session, the feed, pooling and one-line errors."""
+    """The BERT encoder of a model directory on ONNX Runtime; what both ONNX Runtime encoders share: the
+    session, the feed, pooling and one-line errors. A subclass names its ``RUNTIME`` setting and graph
+    ``FILE`` and starts the session in :meth:`_load`.
 
+    Same interface as :class:`codesearch.embed.TransformerEmbedder`: ``info``, ``encode``,
+    ``token_counts``, ``tokens_encoded``, ``batch_size``; thread-safe (ONNX Runtime sessions run
+    concurrently; tokenising is serialised).
+
+    Args:
+        model: Model directory, alias ("default", "base") or None for the shipped code-search model.
+        max_length: Maximum tokens per document text.
+        batch_size: Texts per forward pass (texts are sorted by length first).
+        threads: ONNX Runtime intra-op threads; 0 means all cores.
+    """
+
+    RUNTIME: str
+    FILE: str
     _session: Any
     _file: Path
 
-    def _start(self, model: str | None, max_length: int, batch_size: int, threads: int, runtime: str) -> Path:
-        self.info = read_model_info(model, max_length, runtime=runtime)
+    def __init__(self, model: str | None = None, max_length: int = 128, batch_size: int = 32,
+                 threads: int = 0) -> None:
+        self.info = read_model_info(model, max_length, runtime=self.RUNTIME)
         path = Path(self.info.path)
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
@@ -62,7 +78,12 @@ class _OrtEncoder(TokenizingEncoder):
         self._prefix = text_prefixes(path)
         self._tok = load_tokenizer(path)
         self._lock = threading.Lock()
-        return path
+        self._file = path / self.FILE
+        self._load(path)
+
+    def _load(self, path: Path) -> None:
+        """Start the session (:meth:`_open`) for the model directory ``path``."""
+        raise NotImplementedError
 
     def _open(self, source: Path | bytes, weights: np.ndarray | None = None) -> None:
         """Start the session on ``source``: a file, or a graph's bytes whose weights are ``weights`` (the
@@ -111,48 +132,32 @@ class _OrtEncoder(TokenizingEncoder):
 
 
 class OnnxEmbedder(_OrtEncoder):
-    """The BERT encoder of a model directory on ONNX Runtime with int8 weights (``model.int8.onnx``).
+    """The encoder on ONNX Runtime with int8 weights (``model.int8.onnx``); arguments as :class:`_OrtEncoder`."""
 
-    Same interface as :class:`codesearch.embed.TransformerEmbedder`: ``info``, ``encode``,
-    ``token_counts``, ``tokens_encoded``, ``batch_size``; thread-safe (ONNX Runtime sessions run
-    concurrently; tokenising is serialised).
+    RUNTIME, FILE = "onnx", ONNX_FILE
 
-    Args:
-        model: Model directory, alias ("default", "base") or None for the shipped code-search model.
-        max_length: Maximum tokens per document text.
-        batch_size: Texts per forward pass (texts are sorted by length first).
-        threads: ONNX Runtime intra-op threads; 0 means all cores.
-    """
-
-    def __init__(self, model: str | None = None, max_length: int = 128, batch_size: int = 32,
-                 threads: int = 0) -> None:
-        path = self._start(model, max_length, batch_size, threads, runtime="onnx")
-        self._file = path / ONNX_FILE
+    def _load(self, path: Path) -> None:
         self._open(self._file)
 
 
 class OnnxFp32Embedder(_OrtEncoder):
-    """The BERT encoder of a model directory in fp32 on ONNX Runtime (``model.fp32.graph.onnx``).
+    """The encoder in fp32 on ONNX Runtime (``model.fp32.graph.onnx``); arguments as :class:`_OrtEncoder`.
 
     The fp32 vectors of ``model.safetensors``, as the torch and numpy encoders compute them (one index
-    key); same interface and thread safety as :class:`OnnxEmbedder`. The weights are rebuilt from the
-    safetensors by the recipe ``model.fp32.graph.json`` (module docstring).
-
-    Args:
-        model: Model directory, alias ("default", "base") or None for the shipped code-search model.
-        max_length: Maximum tokens per document text.
-        batch_size: Texts per forward pass (texts are sorted by length first).
-        threads: ONNX Runtime intra-op threads; 0 means all cores.
+    key). The weights are rebuilt from the safetensors by the recipe ``model.fp32.graph.json`` (module
+    docstring).
     """
 
-    def __init__(self, model: str | None = None, max_length: int = 128, batch_size: int = 32,
-                 threads: int = 0) -> None:
+    RUNTIME, FILE = "onnx-fp32", FP32_GRAPH
+
+    def _load(self, path: Path) -> None:
         from safetensors.numpy import load_file
 
-        path = self._start(model, max_length, batch_size, threads, runtime="onnx-fp32")
-        self._file = path / FP32_GRAPH
         try:
             graph = self._file.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot load {self._file}: {exc}") from None
+        try:
             recipe = json.loads((path / FP32_RECIPE).read_text(encoding="utf-8"))["initializers"]
             if not isinstance(recipe, dict):
                 raise ValueError("initializers is not an object")

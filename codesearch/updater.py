@@ -282,11 +282,6 @@ class Updater:
                 out.update(f"{d}/{e.path}" for e in walk(base, ()))
         return out
 
-    def _drop_stale_events(self, paths: Sequence[str]) -> None:
-        """Drop the pending events on ``paths`` (events that came while this update ran) whose files are as
-        this update indexed them."""
-        self.pending.drop_if(paths, self.indexed.unchanged)
-
     def _update(self, batch: Batch) -> bool:
         """Run one index update; False if it failed (its paths are queued again)."""
         full = batch.full or "" in batch.dirs
@@ -323,8 +318,8 @@ class Updater:
             self._finish(batch, {"error": str(exc)})
             return False
         seconds = time.perf_counter() - t0
-        if paths:
-            self._drop_stale_events(paths)
+        if paths:  # events that came while this update ran, on files it indexed as they are now
+            self.pending.drop_if(paths, self.indexed.unchanged)
         with self._pub:
             self._pub.notify_all()
         self._on_updated(report)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from codesearch.embed import FP32_GRAPH, FP32_RECIPE, FP32_WEIGHTS_FILE, ONNX_FILE
+from codesearch.embed_onnx import build_initializer
 
 from .model import load_bert
 
@@ -136,8 +137,6 @@ def _weight_recipe(name: str, value: np.ndarray, weights: dict[str, np.ndarray])
         keys = [f"{prefix}.{x}.{part}" for x in ("query", "key", "value")]
         if all(k in weights for k in keys):
             candidates.append({"op": "concat_transpose" if part == "weight" else "concat", "keys": keys})
-    from codesearch.embed_onnx import build_initializer
-
     for recipe in candidates:
         built = build_initializer(recipe, weights)
         if built.shape == value.shape and np.array_equal(built, value):
@@ -175,7 +174,7 @@ def export_fp32_graph(fp32: Path, model_dir: Path) -> tuple[Path, Path]:
             if value.nbytes > _SMALL_CONSTANT:
                 raise ValueError(f"initializer {init.name} {list(value.shape)} is none of the model's weights")
             continue
-        length = value.astype(np.float32).nbytes
+        length = value.size * np.dtype(np.float32).itemsize  # build_initializer gives float32
         recipes[init.name] = {**recipe, "shape": list(value.shape), "offset": offset, "length": length}
         init.ClearField("raw_data")
         init.ClearField("float_data")
