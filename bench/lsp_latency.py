@@ -160,7 +160,7 @@ async def measure(repo: Path, queries: list[str], k: int) -> dict[str, Any]:
         return 1000 * (time.perf_counter() - t), res["elapsedMs"], res
 
     out: dict[str, Any] = {"ready_seconds": round(ready_s, 1), "startup_embedded": embedded, "units": units, "k": k,
-                           "modes": {}}
+                           "runtime": os.environ.get("CODESEARCH_RUNTIME", "auto"), "modes": {}}
     for q in queries[:5]:
         await search(q)
     for mode in ("hybrid", "semantic", "lexical"):
@@ -244,7 +244,9 @@ def markdown(res: dict[str, Any]) -> str:
         f"buffer, then a search that {'finds it first' if res['edit_found_first'] else 'runs'}: "
         f"{res['edit_to_result_ms']} ms (the search waits for the buffer's new unit to be embedded).",
         f"* Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, load average {res['load_before']} before "
-        "the run (other jobs were running); torch uses one thread for queries.",
+        "the run (other jobs were running); the server encodes queries on one thread (runtime "
+        f"`{res['runtime']}`" + (": ONNX Runtime fp32 graph, the default for servers" if res["runtime"] == "auto"
+                                 else "") + ").",
         "",
         END,
     ])
