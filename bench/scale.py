@@ -447,6 +447,11 @@ def batch_table(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _measured_on(result: dict[str, Any], path: Path) -> str:
+    """The date a result was measured (its file's modification date for results written without one)."""
+    return result.get("date") or time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
+
+
 def render() -> str:
     """The docs/benchmarks.md section from bench/out/scale.json, scale-quality.json and scale-latency.json."""
     out_dir = BENCH / "out"
@@ -457,7 +462,7 @@ def render() -> str:
         local = r["local"]
         names = r["repositories"]
         lines += [f"`{r.get('command', 'python bench/scale.py')}` "
-                  f"(1-minute load average {r['load_average_at_start'][0]:.1f} at the start, "
+                  f"({_measured_on(r, path)}; 1-minute load average {r['load_average_at_start'][0]:.1f} at the start, "
                   f"{r['load_average_at_end'][0]:.1f} at the end; 2 cores):",
                   f"{len(names) - r['forks']} benchmark-corpus packages as separate repositories "
                   f"({', '.join(n for n in names[:len(names) - r['forks']])}) plus {r['forks']} forks "
@@ -493,7 +498,8 @@ def render() -> str:
         langs = q["languages"]
         embedded = ", ".join(f"{lang}: {v['units']:,} units" for lang, v in langs.items())
         lines += ["### Search quality: the Milvus backend next to the local index", "",
-                  f"`{q['command']}` after `{q.get('command_local')}` (the local figures are that run's; "
+                  f"`{q['command']}` after `{(q.get('command_local') or '').strip()}` "
+                  f"({_measured_on(q, path)}; the local figures are that run's; "
                   f"load average {q['load_average_at_start'][0]:.1f} at the start). For each language the local "
                   "index's units of the quality benchmark's copy and their vectors are written into a Milvus Lite "
                   "file by `MilvusStore.insert_units` (the batch job's writer; the job's units and text hashes are "
@@ -523,7 +529,8 @@ def render() -> str:
     if path.is_file():
         t = json.loads(path.read_text())
         lines += ["### Query latency through Milvus Lite up to 1M vectors", "",
-                  f"`{t['command']}` (load average {t['load_average_at_start'][0]:.1f} at the start, "
+                  f"`{t['command']}` ({_measured_on(t, path)}; load average "
+                  f"{t['load_average_at_start'][0]:.1f} at the start, "
                   f"{t['load_average_at_end'][0]:.1f} at the end): warm in-process `Searcher` over `MilvusStore` "
                   f"(query encoding included), {t['queries']} of the {t['language']} quality queries, k = 10, first "
                   f"on the {t['language']} quality backend, then after adding synthetic copies of its rows "
@@ -536,11 +543,12 @@ def render() -> str:
                 lines.append(f"| {size['units']:,} | {mode} | {size[mode]['median_ms']:.1f} | "
                              f"{size[mode]['p95_ms']:.1f} | {size['rss_mb']:,.0f} |")
         lines += ["", "Milvus Lite 3.2 is a pure-Python engine (NumPy brute force for FLAT, its own BM25 inverted "
-                  "index); at 1M units a query takes seconds and the process holds about 6 GB. That is the "
+                  "index); at 1M units a query takes seconds and the process holds "
+                  f"{max(v['rss_mb'] for v in t['sizes'].values()) / 1024:.1f} GB. That is the "
                   "single-machine mode's limit, not a Milvus server's (not measured here: no server on this "
-                  "machine); the copies also make every query's top hits exact ties.", ""]
-    lines += ["All three measured before this branch was rebased onto 86c8491 (runtime `auto`, float16 FAISS "
-              "snapshots): the local figures are of float32 snapshots and the torch query encoder.", ""]
+                  "machine; PyPI's embedded server `milvus` stops at 2.3.5, before Milvus 2.5's BM25 full-text "
+                  "search that the collection schema uses); the copies also make every query's top hits exact "
+                  "ties.", ""]
     lines += ["GPU tokens/s: not measured (no GPU in this session; the encoder runs on CPU only)."]
     return "\n".join(lines)
 
@@ -571,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quality or args.latency:
         result: dict[str, Any] = {"command": "python bench/scale.py " + " ".join(sys.argv[1:] if argv is None
                                                                                 else argv),
-                                  "load_average_at_start": os.getloadavg()}
+                                  "load_average_at_start": os.getloadavg(), "date": time.strftime("%Y-%m-%d")}
         if args.quality:
             result.update(quality(args.quality, ["semantic", "lexical", "hybrid"]))
         else:
@@ -594,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"repositories": [r.name for r in repos], "forks": args.forks, "local": local,
               "batch": {str(w): b for w, b in batches.items()}, "query_latency": latency,
               "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
+              "date": time.strftime("%Y-%m-%d"),
               "command": "python bench/scale.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True))
