@@ -33,8 +33,9 @@ def _machine_line(m: dict[str, Any], load_end: float | None = None) -> str:
     if load_end is not None:
         load += f" and {load_end} at the end"
     return (f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB, "
-            f"Python {m.get('python', '?')}, no GPU; {load} (the machine was shared with other jobs, so "
-            f"timings are pessimistic). Date {m.get('date', '?')}, commit `{m.get('git_commit', '?')}`.")
+            f"Python {m.get('python', '?')}, no GPU; {load} (the benchmark's own indexing keeps two cores "
+            f"busy: a load well above 2 means other jobs shared them). Date {m.get('date', '?')}, "
+            f"commit `{m.get('git_commit', '?')}`.")
 
 
 def corpora_section() -> str:
