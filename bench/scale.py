@@ -68,8 +68,9 @@ class CpuMeter:
         self.seen: dict[tuple[int, int], float] = {}
         self.tick = os.sysconf("SC_CLK_TCK")
 
-    def sample(self) -> None:
-        """Record the CPU time of every descendant now."""
+    def sample(self) -> int:
+        """Record the CPU time of every descendant now; the number of this process's own children (zombies
+        included)."""
         table: dict[int, tuple[int, int, float]] = {}
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
@@ -88,6 +89,7 @@ class CpuMeter:
             _, start, cpu = table[pid]
             self.seen[(pid, start)] = max(self.seen.get((pid, start), 0.0), cpu)
             todo += children.get(pid, [])
+        return len(children.get(os.getpid(), []))
 
     def reap(self, keep: int | None) -> bool:
         """Sample and reap one exited descendant other than ``keep``; False when there is none."""
@@ -113,7 +115,9 @@ class CpuMeter:
             code: int | None = None
             wall = deadline = 0.0
             while True:
-                self.sample()
+                left = self.sample()
+                if code is not None and (not left or time.monotonic() > deadline):
+                    break
                 while self.reap(proc.pid if code is None else None):
                     pass
                 if code is None:
@@ -123,29 +127,14 @@ class CpuMeter:
                         self.sample()
                         code = proc.wait()
                         deadline = time.monotonic() + timeout
-                if code is not None and (not self._children() or time.monotonic() > deadline):
-                    break
+                        continue
                 time.sleep(SAMPLE_EVERY)
-            left = self._children()
             if left:
                 print(f"{cmd[3] if len(cmd) > 3 else cmd}: {left} descendant processes still running; "
                       "their CPU time after now is not counted", file=sys.stderr)
             out.seek(0)
             err.seek(0)
             return code, out.read().decode(errors="replace"), err.read().decode(errors="replace"), wall
-
-    @staticmethod
-    def _children() -> int:
-        me = str(os.getpid())
-        count = 0
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    ppid = Path(entry.path, "stat").read_text().rpartition(")")[2].split()[1]
-                except (OSError, IndexError):
-                    continue
-                count += ppid == me
-        return count
 
     @property
     def seconds(self) -> float:
