@@ -131,14 +131,12 @@ def name_vector(r: dict[str, Any], field: str, g: float) -> dict[str, Any]:
 def evaluate(data: dict[str, dict[str, Any]], split: str, change: Any) -> dict[str, float]:
     """Macro MRR@10 per query set and mode with every row passed through ``change``."""
     out = {}
-    for set_name in ("paraphrased", "docstring"):
+    for label, set_name, langs in (("paraphrased", "paraphrased", LANGS), ("docstring", "docstring", LANGS),
+                                   ("fixtures", "paraphrased", ("fixtures",))):
+        changed = [[change(r) for r in data[lang]["sets"][set_name] if r["split"] == split] for lang in langs]
         for mode in ("semantic", "hybrid"):
-            vals = [score([change(r) for r in data[lang]["sets"][set_name] if r["split"] == split], mode,
-                          SETTINGS)["mrr@10"] for lang in LANGS]
-            out[f"{set_name} {mode}"] = sum(vals) / len(vals)
-    for mode in ("semantic", "hybrid"):
-        rows = [change(r) for r in data["fixtures"]["sets"]["paraphrased"] if r["split"] == split]
-        out[f"fixtures {mode}"] = score(rows, mode, SETTINGS)["mrr@10"]
+            vals = [score(rows, mode, SETTINGS)["mrr@10"] for rows in changed]
+            out[f"{label} {mode}"] = sum(vals) / len(vals)
     return out
 
 
