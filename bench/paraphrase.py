@@ -147,14 +147,21 @@ def prepare_fixtures(model: str, refresh: bool = False) -> tuple[Path, Path]:
 
 
 def ensure_index(lang: str, model: str, refresh: bool = False) -> tuple[Path, Path]:
-    """The prepared copy of ``lang`` and its index for ``model`` (built when missing; with ``refresh``,
-    brought up to date by ``codesearch index``, which rebuilds it when the model's weights changed)."""
-    prepare(lang, MAX_UNITS, MAX_QUERIES, SEED)
+    """The prepared copy of ``lang`` and its index for ``model`` (built when missing; brought up to date by
+    ``codesearch index`` with ``refresh``, which rebuilds it when the model's weights changed; built again
+    from scratch when the copy was prepared again since: ``bench/quality.py`` shares the copy and the index
+    directory, with other preparation settings by default)."""
+    rec = prepare(lang, MAX_UNITS, MAX_QUERIES, SEED)
     repo = QUALITY_OUT / lang / "repo"
     index_dir = index_dir_for(lang, None, model_arg(model), MODEL_RUNTIME.get(model))
-    if refresh or not (index_dir / DB_NAME).exists():
+    marker = WORK / f"prepared-{lang}-{model}.json"
+    prepared = json.dumps(rec, sort_keys=True)
+    stale = not marker.is_file() or marker.read_text() != prepared
+    if refresh or stale or not (index_dir / DB_NAME).exists():
         log(f"{lang}: indexing with the {model} model -> {index_dir}")
-        build_index(repo, index_dir, model_arg(model), index_env(model), refresh)
+        build_index(repo, index_dir, model_arg(model), index_env(model), refresh and not stale)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(prepared)
     return repo, index_dir
 
 
