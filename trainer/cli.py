@@ -49,6 +49,14 @@ def cmd_corpora(args: argparse.Namespace) -> int:
     from .corpora import install_all
 
     manifest = install_all(tuple(args.only), args.force, extra=not args.no_extra)
+    if args.more:
+        from .more_sources import install_more
+
+        more = install_more(tuple(args.only), args.force)
+        manifest["more"] = {"sources": more["sources"]}
+        if more["failed"]:
+            print(f"left out ({len(more['failed'])} packages apt refused or holding no source files): "
+                  + " ".join(more["failed"]), file=sys.stderr)
     for part, m in manifest.items():
         for e in m.get("sources", []):
             print(f"{part:<6} {e['language']:<11} {e['source']:<28} {e['registry']}:{e['package']}={e['version']}  "
@@ -63,7 +71,7 @@ def _mine_fingerprint(sources: list[Any], args: argparse.Namespace) -> str:
     for s in sources:
         h.update(f"{s.language}/{s.source}/{s.package}={s.version}@{s.root}".encode())
     h.update(json.dumps([args.dev_fraction, args.test_fraction, args.no_bench_holdout, args.bench_max_units,
-                         args.bench_seed, args.no_extra]).encode())
+                         args.bench_seed, args.no_extra, args.no_more]).encode())
     return h.hexdigest()[:16]
 
 
@@ -82,7 +90,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
             srcs.append(CorpusSource(lang, Path(folder).resolve().name, Path(folder), "local", str(folder), ""))
         srcs = [s for s in srcs if s.language in args.langs]
     else:
-        srcs = sources(tuple(args.langs), extra=not args.no_extra)
+        srcs = sources(tuple(args.langs), extra=not args.no_extra, more=not args.no_more)
     if not srcs:
         print("no corpora installed: run `codesearch-train corpora` first", file=sys.stderr)
         return 1
@@ -104,7 +112,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
                        for s in srcs]
         elif not args.no_extra:
             corpora += [{**{k: e[k] for k in keys}, "set": "extra"}
-                        for e in extra_manifest()["sources"] if e["language"] in args.langs]
+                        for e in extra_manifest()["sources"] if e["language"] in args.langs
+                        and (not e.get("more") or not args.no_more)]
         mine(srcs, out, forced, args.dev_fraction, args.test_fraction,
              {"input_fingerprint": fp, "benchmark_holdout": holdout, "corpora": corpora})
     print(counts_markdown(_read_json(out / "manifest.json")))
@@ -359,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", default=[], choices=LANGUAGES)
     p.add_argument("--force", action="store_true")
     p.add_argument("--no-extra", action="store_true", help="only the benchmark corpora of bench/corpora.py")
+    p.add_argument("--more", action="store_true",
+                   help="also the hundreds of packages of trainer/more_sources.json (about 2,500 Debian "
+                        "packages, 150 npm packages, 200 wheels; tens of minutes)")
     p.set_defaults(func=cmd_corpora)
 
     p = sub.add_parser("mine", help="mine (docstring, code) pairs, dedupe, split by package")
@@ -371,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-max-units", type=int, default=3000)
     p.add_argument("--bench-seed", type=int, default=0)
     p.add_argument("--no-extra", action="store_true", help="mine only the benchmark corpora")
+    p.add_argument("--no-more", action="store_true",
+                   help="leave out the sources of `corpora --more` (the data the shipped model was trained on)")
     p.add_argument("--tree", action="append", default=[], metavar="LANG=DIR",
                    help="mine this source tree instead of the installed corpora (repeatable)")
     p.add_argument("--force", action="store_true")

@@ -274,10 +274,11 @@ def corpora_manifest() -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
-def sources(languages: tuple[str, ...] = LANGUAGES, extra: bool = True) -> list[CorpusSource]:
+def sources(languages: tuple[str, ...] = LANGUAGES, extra: bool = True, more: bool = True) -> list[CorpusSource]:
     """The installed corpus sources of the given languages: the benchmark corpora, then the extra ones.
 
     An extra source with the name of a benchmark source is renamed ``<name>-extra`` (never merged).
+    ``more=False`` leaves out the sources of ``trainer/more_sources.py`` (manifest entries marked ``more``).
     """
     out = []
     for e in corpora_manifest().get("sources", []):
@@ -287,7 +288,7 @@ def sources(languages: tuple[str, ...] = LANGUAGES, extra: bool = True) -> list[
                                     package=e["package"], version=e["version"]))
     taken = {(s.language, s.source) for s in out}
     for e in extra_manifest()["sources"] if extra else []:
-        if e["language"] in languages:
+        if e["language"] in languages and (more or not e.get("more")):
             name = e["source"] if (e["language"], e["source"]) not in taken else e["source"] + "-extra"
             out.append(CorpusSource(language=e["language"], source=name, root=EXTRA_ROOT / e["path"],
                                     registry=e["registry"], package=e["package"], version=e["version"]))

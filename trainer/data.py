@@ -390,15 +390,21 @@ class MinHasher:
         return [bytes([i]) + signature[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
 
 
-def _keep_order(pair: Pair) -> tuple[int, str]:
-    return (0 if pair.tier == "clean" else 1, pair.id)
+#: Which copy of a duplicate cluster is kept: the test split's first (so code held out for evaluation or
+#: the repository benchmark never reaches training through a vendored copy), then dev, then train.
+_SPLIT_RANK = {"test": 0, "dev": 1, "train": 2, "": 3}
+
+
+def _keep_order(pair: Pair) -> tuple[int, int, str]:
+    return (_SPLIT_RANK.get(pair.split, 3), 0 if pair.tier == "clean" else 1, pair.id)
 
 
 def dedupe(pairs: Sequence[Pair], threshold: float = NEAR_DUP_JACCARD,
            max_bucket_compare: int = 64) -> tuple[list[Pair], Counter[str]]:
     """Drop exact and near duplicates of code, and repeated queries, within each language.
 
-    Each cluster of duplicates keeps one pair: a clean one before a weak one, then the smallest id.
+    Each cluster of duplicates keeps one pair: one of the test split before dev and train (when the pairs
+    are split already), a clean one before a weak one, then the smallest id.
 
     Args:
         pairs: Mined pairs.
@@ -539,9 +545,8 @@ def mine(sources: Sequence[CorpusSource], out_dir: Path, forced_test: Iterable[s
         log.info("%s/%s: %d pairs from %d files", src.language, src.source, len(got),
                  stats.files[f"{src.language}/{src.source}"])
         mined.extend(got)
-    kept, dup = dedupe(mined)
     forced = sorted(set(forced_test))
-    final = split_pairs(kept, dev_fraction, test_fraction, forced)
+    final, dup = dedupe(split_pairs(mined, dev_fraction, test_fraction, forced))
     files = {}
     for split in SPLITS:
         files[f"{split}.jsonl"] = write_pairs(out_dir / f"{split}.jsonl", (p for p in final if p.split == split))

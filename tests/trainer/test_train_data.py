@@ -138,6 +138,19 @@ def test_clean_is_kept_over_weak_in_a_duplicate_cluster():
     assert [p.tier for p in kept] == ["clean"]
 
 
+def test_the_test_split_copy_of_a_duplicate_is_kept():
+    """A vendored copy of held-out (benchmark) code in a train package must not survive deduplication."""
+    from dataclasses import replace
+    code = "def f(a, b):\n    c = a + b\n    return c * 2"
+    train = replace(_pair(1, "a", "Add and double.", code), split="train")
+    held = replace(_pair(2, "b", "Double a sum.", code, "weak"), split="test")
+    kept, why = dedupe([train, held])
+    assert [(p.split, p.name) for p in kept] == [("test", "f2")] and why == {"duplicate_code": 1}
+    # Unsplit pairs keep the old order (clean before weak).
+    kept, _ = dedupe([replace(train, split=""), replace(held, split="")])
+    assert [p.name for p in kept] == ["f1"]
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from("abcdefghijklmnop"), st.sampled_from("xyz")), min_size=1, max_size=60),
        st.sets(st.sampled_from("abcdefghijklmnop"), max_size=3))
