@@ -181,8 +181,12 @@ def _extra_version(src: Any, registry: str) -> str | None:
 
 
 def _ensure_npm_extra() -> None:
-    folder = EXTRA_ROOT / "javascript"
-    want = {name: version for name, (version, _, _) in EXTRA_NPM.items()}
+    ensure_npm_folder(EXTRA_ROOT / "javascript", {name: version for name, (version, _, _) in EXTRA_NPM.items()},
+                      "codesearch-trainer-corpus")
+
+
+def ensure_npm_folder(folder: Path, want: dict[str, str], project: str, extra_args: tuple[str, ...] = ()) -> None:
+    """``npm install`` the pinned packages ``want`` into ``folder`` unless they are all there already."""
     have = {}
     for name in want:
         try:
@@ -194,9 +198,9 @@ def _ensure_npm_extra() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ".npmrc").write_text("omit-lockfile-registry-resolved=true\n")
     (folder / "package.json").write_text(json.dumps(
-        {"name": "codesearch-trainer-corpus", "private": True, "dependencies": want}, indent=2) + "\n")
+        {"name": project, "private": True, "dependencies": want}, indent=2) + "\n")
     log.info("npm: installing %d packages into %s", len(want), folder)
-    subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--save-exact"],
+    subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--save-exact", *extra_args],
                    cwd=folder, check=True)
 
 

@@ -240,22 +240,7 @@ def _npm_folder() -> Path:
 
 def ensure_npm(packages: dict[str, str]) -> None:
     """``npm install`` the pinned packages into ``trainer/runs/corpora/javascript-more`` (if not there)."""
-    folder = _npm_folder()
-    have = {}
-    for name in packages:
-        try:
-            have[name] = json.loads((folder / "node_modules" / name / "package.json").read_text())["version"]
-        except (OSError, ValueError, KeyError):
-            pass
-    if have == packages:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ".npmrc").write_text("omit-lockfile-registry-resolved=true\n")
-    (folder / "package.json").write_text(json.dumps(
-        {"name": "codesearch-trainer-more", "private": True, "dependencies": packages}, indent=2) + "\n")
-    log.info("npm: installing %d packages into %s", len(packages), folder)
-    subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--save-exact",
-                    "--legacy-peer-deps"], cwd=folder, check=True, capture_output=True)
+    C.ensure_npm_folder(_npm_folder(), packages, "codesearch-trainer-more", ("--legacy-peer-deps",))
 
 
 def _wheel_dir() -> Path:
