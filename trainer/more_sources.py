@@ -54,8 +54,6 @@ DEB_BASES = {
     "php": ("/usr/share/php",),
     "ruby": ("/usr/share/rubygems-integration/all/gems", "/usr/lib/ruby/vendor_ruby"),
 }
-EXTENSIONS = {"go": (".go",), "php": (".php",), "ruby": (".rb",), "python": (".py",),
-              "javascript": (".js", ".cjs", ".mjs"), "java": (".java",)}
 #: Excluded everywhere (matched against ``/`` + the path relative to the copied root).
 EXCLUDE = ("*/vendor/*", "*/testdata/*", "*/node_modules/*", "*/_vendor/*", "*/vendored/*",
            "*/fixtures/*", "*/examples/*", "*/example/*")
@@ -306,9 +304,10 @@ def deb_files(package: str, language: str) -> list[Path]:
     """The package's own source files of the language under the language's Debian base directories."""
     listed = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=False).stdout
     bases = DEB_BASES[language]
+    exts = C.bench_module("corpora").EXTENSIONS[language]
     out = []
     for line in listed.splitlines():
-        if line.endswith(EXTENSIONS[language]) and line.startswith(bases):
+        if line.endswith(exts) and line.startswith(bases):
             p = Path(line)
             if p.is_file() and not p.is_symlink():
                 out.append(p)
@@ -332,20 +331,16 @@ def _copy_files(files: list[tuple[str, Path]], dest: Path) -> tuple[int, int]:
     return n, size
 
 
-def _common_root(files: list[Path]) -> Path:
-    root = Path(os.path.commonpath([str(f.parent) for f in files]))
-    return root
-
-
 def source_files(src: MoreSource, forbidden: list[Path], wheel_dirs: dict[str, Path]) -> tuple[Path, list]:
     """(origin directory, [(path relative to it, file)]) for one source; empty when nothing is there."""
-    exts = EXTENSIONS[src.language]
-    common = tuple(C.bench_module("corpora").COMMON_EXCLUDE) + EXCLUDE
+    corpora = C.bench_module("corpora")
+    exts = corpora.EXTENSIONS[src.language]
+    common = tuple(corpora.COMMON_EXCLUDE) + EXCLUDE
     if src.kind == "deb":
         files = [f for f in deb_files(src.package, src.language) if not _under(f.resolve(), forbidden)]
         if not files:
             return Path("/"), []
-        root = _common_root(files)
+        root = Path(os.path.commonpath([str(f.parent) for f in files]))
         rels = [(f.relative_to(root).as_posix(), f) for f in files]
         return root, [(r, f) for r, f in rels if not _excluded(r, common)]
     if src.kind in ("npm", "pypi"):
@@ -359,16 +354,9 @@ def source_files(src: MoreSource, forbidden: list[Path], wheel_dirs: dict[str, P
             patterns = ("*/_distutils/*", "*/_pytest/_py/*")
         if not root.is_dir():
             return root, []
-        out = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d != "node_modules")
-            for fn in sorted(filenames):
-                full = Path(dirpath) / fn
-                rel = full.relative_to(root).as_posix()
-                if (fn.endswith(exts) and full.is_file() and not full.is_symlink()
-                        and not _excluded(rel, common + patterns) and not _under(full.resolve(), forbidden)):
-                    out.append((rel, full))
-        return root, out
+        return root, [(rel, full) for rel, full in corpora._iter_dir_files(root, (".",))
+                      if rel.endswith(exts) and not _excluded(rel, common + patterns)
+                      and not _under(full.resolve(), forbidden)]
     raise ValueError(f"{src.kind} sources are copied by bench/corpora.py")
 
 
