@@ -18,6 +18,8 @@ DIRECTIONS = ("q2d", "q2q", "d2q", "d2d")
 LOSSES = ("gte", "info_nce")
 PRECISIONS = ("auto", "fp32", "bf16")
 TIERS = ("clean", "weak")
+#: Where stage 2 may draw hard negatives from, narrowest first (``trainer/mine_negatives.py``).
+NEGATIVE_SCOPES = ("file", "package", "language")
 MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
 
 
@@ -49,6 +51,13 @@ class TrainConfig:
         hard_negatives: Mined hard negatives per pair (stage 2).
         negatives_depth: Hard negatives are drawn from this many nearest candidates (after exclusions).
         negatives_skip: Skip this many nearest candidates first (guards against unlabelled positives).
+        negatives_scope: Where hard negatives come from, narrowest first (``file``, ``package``,
+            ``language``): the first scope's nearest candidates, then the next scope's when it has too few.
+            With ``file``, the other training pairs of a sampled pair's file join the candidate documents.
+        negatives_near_dup: Also exclude candidates with an identifier-set Jaccard similarity of at least
+            this with the pair's code (near duplicates; 0: off).
+        negatives_max_ratio: Also exclude candidates the starting model scores above this fraction of the
+            pair's own query-code similarity (likely unlabelled positives; 0: off).
         doc_text_format: How a pair's code becomes the document text (``codesearch.types.document_text``).
         query_variants: Probability that a pair whose docstring query shares words with its identifiers
             shows, at a step, the query without those words (``trainer/query_variants.py``; 0: off). The
@@ -84,6 +93,9 @@ class TrainConfig:
     hard_negatives: int = 0
     negatives_depth: int = 30
     negatives_skip: int = 0
+    negatives_scope: tuple[str, ...] = ("language",)
+    negatives_near_dup: float = 0.0
+    negatives_max_ratio: float = 0.0
     doc_text_format: str = "header_doc_code"
     query_variants: float = 0.0
     eval_every: int = 100
@@ -107,6 +119,12 @@ class TrainConfig:
             raise ValueError(f"tiers must be a non-empty subset of {TIERS}, got {self.tiers}")
         if not 0.0 <= self.query_variants <= 1.0:
             raise ValueError(f"query_variants must be within [0, 1], got {self.query_variants}")
+        bad_scope = [s for s in self.negatives_scope if s not in NEGATIVE_SCOPES]
+        if bad_scope or not self.negatives_scope or len(set(self.negatives_scope)) != len(self.negatives_scope):
+            raise ValueError(f"negatives_scope must be distinct values of {NEGATIVE_SCOPES}, "
+                             f"got {self.negatives_scope}")
+        if not 0.0 <= self.negatives_near_dup <= 1.0 or self.negatives_max_ratio < 0:
+            raise ValueError("negatives_near_dup must be within [0, 1] and negatives_max_ratio >= 0")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
         for name in ("steps", "batch_size", "query_max_length", "doc_max_length"):

@@ -38,7 +38,7 @@ from .data import Pair, read_pairs
 from .evaluate import dev_mrr, sample_per_language
 from .gradcache import cached_step, direct_step
 from .loss import contrastive_loss
-from .mine_negatives import fingerprint, load_negatives, mine_hard_negatives, save_negatives
+from .mine_negatives import fingerprint, load_negatives, mine_hard_negatives, negative_pool, save_negatives
 from .model import Encoder, resolve_device, resolve_precision
 from .query_variants import choose_queries, pair_variant
 from .sampling import SourceBatchSampler
@@ -282,17 +282,24 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
         settings = {"k": cfg.hard_negatives, "depth": cfg.negatives_depth, "skip": cfg.negatives_skip,
                     "doc_text_format": cfg.doc_text_format, "query_max_length": cfg.query_max_length,
                     "doc_max_length": cfg.doc_max_length, "seed": cfg.seed}
-        fp = fingerprint(manifest["init_model"]["sha256"], pairs, settings)
+        if cfg.negatives_scope != ("language",) or cfg.negatives_near_dup or cfg.negatives_max_ratio:
+            settings.update(scope=list(cfg.negatives_scope), near_dup=cfg.negatives_near_dup,
+                            max_ratio=cfg.negatives_max_ratio)
+        pool = negative_pool(pairs, training_pairs(data_dir, replace(cfg, max_pairs=0)), cfg.negatives_scope)
+        fp = fingerprint(manifest["init_model"]["sha256"], pool, settings)
         neg_path = stage_dir / "negatives.json"
         found = load_negatives(neg_path, fp)
         if found is None:
-            log.info("mining hard negatives for %d pairs with %s", len(pairs), init_dir)
+            log.info("mining hard negatives for %d pairs among %d documents with %s", len(pairs), len(pool),
+                     init_dir)
             init_encoder.to(device)
             found = mine_hard_negatives(init_encoder, pairs, cfg.hard_negatives, cfg.negatives_depth,
                                         cfg.negatives_skip, cfg.doc_text_format, cfg.query_max_length,
-                                        cfg.doc_max_length, cfg.seed)
+                                        cfg.doc_max_length, cfg.seed, pool=pool, scopes=cfg.negatives_scope,
+                                        near_dup=cfg.negatives_near_dup, max_ratio=cfg.negatives_max_ratio)
             save_negatives(neg_path, found, fp, settings)
         negatives = found
+        by_id.update({p.id: p for p in pool})
 
     start = 0
     encoder = init_encoder

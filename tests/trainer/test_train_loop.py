@@ -94,6 +94,27 @@ def test_stage_two_with_hard_negatives(tmp_path, tiny_model_dir, fixture_data_di
     assert manifest["stage"] == 2 and manifest["train_config"]["hard_negatives"] == 1
 
 
+def test_stage_two_draws_negatives_from_a_sampled_units_file(tmp_path, tiny_model_dir, fixture_data_dir):
+    # A sample of the clean pairs as queries; the file scope adds their files' other pairs as documents.
+    cfg = tiny_config(stage=2, steps=2, tiers=("clean",), hard_negatives=1, negatives_depth=3, max_pairs=20,
+                      negatives_scope=("file", "language"), negatives_near_dup=0.8, checkpoint_every=0)
+    assert run_stage(cfg, fixture_data_dir, tmp_path / "s2", tiny_model_dir, progress=False).status == "done"
+    negatives = load_negatives(tmp_path / "s2" / "negatives.json")
+    pairs = {p.id: p for p in read_pairs(fixture_data_dir / "train.jsonl")}
+    assert len(negatives) == 20
+    same_file = 0
+    for pid, negs in negatives.items():
+        p = pairs[pid]
+        siblings = [q for q in pairs.values() if q.tier == "clean" and q.path == p.path and q.source == p.source
+                    and not excluded(p, q)]
+        assert len(negs) == 1 and not excluded(p, pairs[negs[0]])
+        n = pairs[negs[0]]
+        if siblings:  # the file had an allowed candidate: the negative is from it, sampled or not
+            assert (n.source, n.path) == (p.source, p.path)
+            same_file += 1
+    assert same_file >= 10
+
+
 def test_small_sources_are_pooled_per_language(fixture_data_dir):
     pairs = read_pairs(fixture_data_dir / "train.jsonl")
     sources = sampling_sources(pairs, 1000)
