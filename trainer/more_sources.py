@@ -205,10 +205,23 @@ def _apt_install(packages: list[str]) -> bool:
     return done.returncode == 0
 
 
+def installed_debian() -> dict[str, str]:
+    """{package: version} of every installed Debian package (one ``dpkg-query`` call for thousands)."""
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Status}\t${Version}\n"],
+                         capture_output=True, text=True, check=False).stdout
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, rest = line.partition("\t")
+        status, _, version = rest.partition("\t")
+        if "install ok installed" in status:
+            found[name] = version.strip()
+    return found
+
+
 def ensure_apt_many(packages: list[str], chunk: int = APT_CHUNK) -> list[str]:
     """Install the missing packages in chunks; a refused chunk is halved and retried. Returns the failures."""
-    corpora = C.bench_module("corpora")
-    missing = [p for p in packages if corpora.dpkg_version(p) is None]
+    have = installed_debian()
+    missing = [p for p in packages if p not in have]
     if not missing:
         return []
     subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
@@ -360,12 +373,12 @@ def source_files(src: MoreSource, forbidden: list[Path], wheel_dirs: dict[str, P
     raise ValueError(f"{src.kind} sources are copied by bench/corpora.py")
 
 
-def _version(src: MoreSource) -> str | None:
+def _version(src: MoreSource, debian: dict[str, str]) -> str | None:
     if src.kind in ("npm", "pypi"):
         return src.version
     if src.registry == "python":
         return sys.version.split()[0]
-    return C.bench_module("corpora").dpkg_version(src.package)
+    return debian.get(src.package)
 
 
 def install_more(only: tuple[str, ...] = (), force: bool = False, lists: dict[str, Any] | None = None,
@@ -395,12 +408,13 @@ def install_more(only: tuple[str, ...] = (), force: bool = False, lists: dict[st
         ensure_npm(npm)
     wheel_dirs = ensure_wheels({s.package: s.version for s in chosen if s.kind == "pypi"})
     forbidden = bench_roots()
+    debian = installed_debian()
     manifest_path = C.EXTRA_ROOT / "manifest.json"
     entries = {f"{e['language']}/{e['source']}": e for e in C._read_manifest(manifest_path)}
     written, skipped = [], list(failed)
     for src in chosen:
         key = f"{src.language}/{src.name}"
-        version = _version(src)
+        version = _version(src, debian)
         if version is None:
             entries.pop(key, None)
             skipped.append(src.package)
