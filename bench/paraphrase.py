@@ -592,7 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--langs", nargs="+", default=list(LANGS), choices=LANGS)
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS,
+                    help="packaged models to score (none: only the --model-dir ones)")
     ap.add_argument("--model-dir", action="append", default=[], metavar="LABEL=DIR",
                     help="also score this model directory under LABEL (repeatable)")
     ap.add_argument("--refresh", action="store_true",
