@@ -390,7 +390,7 @@ def split_table(results: dict[str, Any], set_name: str, split: str) -> list[str]
     """Rows: language x model; columns: the modes (MRR@10 / R@10)."""
     lines = ["| language | model | queries | semantic | lexical | hybrid min-max (first) | hybrid coverage (before) "
              "| hybrid (default) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    langs = [lang for lang in results["default"] if lang not in ("macro",)]
+    langs = [lang for lang in next(iter(results.values()), {}) if lang not in ("macro",)]
     for lang in [*[x for x in langs if x != "fixtures"], "macro", "fixtures"]:
         for model in [*MODELS, *(m for m in results if m not in MODELS)]:
             if model not in results:
