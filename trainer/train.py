@@ -285,7 +285,9 @@ def run_stage(cfg: TrainConfig, data_dir: Path, stage_dir: Path, init_dir: Path,
         if cfg.negatives_scope != ("language",) or cfg.negatives_near_dup or cfg.negatives_max_ratio:
             settings.update(scope=list(cfg.negatives_scope), near_dup=cfg.negatives_near_dup,
                             max_ratio=cfg.negatives_max_ratio)
-        pool = negative_pool(pairs, training_pairs(data_dir, replace(cfg, max_pairs=0)), cfg.negatives_scope)
+        pool = pairs
+        if "file" in cfg.negatives_scope and cfg.max_pairs:  # the sampled units' file neighbours join the pool
+            pool = negative_pool(pairs, training_pairs(data_dir, replace(cfg, max_pairs=0)), cfg.negatives_scope)
         fp = fingerprint(manifest["init_model"]["sha256"], pool, settings)
         neg_path = stage_dir / "negatives.json"
         found = load_negatives(neg_path, fp)
